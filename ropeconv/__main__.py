@@ -1,0 +1,3 @@
+from ropeconv.cli import main
+
+main()

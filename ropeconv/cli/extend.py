@@ -1,0 +1,122 @@
+"""`ropeconv extend`: rewrite a checkpoint's RoPE for a longer context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, progress, run
+from ropeconv.cli.params import MethodOptions, with_method_options
+
+BUFFERS_HELP = (
+    "Stored rotary buffers (inv_freq, cos/sin caches) found in the weights: "
+    "[b]rewrite[/] (default) writes the new method's values, for TGI and remote code that read them; "
+    "[b]drop[/] removes them, as transformers ≥ 4.32 would save (it ignores them anyway); "
+    "[b]keep[/] leaves them as they are, only right when nothing reads them."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extend", help="Rewrite a model's RoPE config (and stored buffers) for a longer context.",
+                no_args_is_help=True)(extend_command)
+
+
+@with_method_options
+def extend_command(
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    method: str = typer.Option(..., "--method", "-m", help="linear, ntk, dynamic, yarn, llama3 or longrope (see `ropeconv methods`)."),
+    factor: str = typer.Option(None, "--factor", "-f", help="Scale factor S: the new context is L0 × S."),
+    target_context: str = typer.Option(None, "--target-context", help="Target context N in tokens (S = N / L0), e.g. 32768 or 32k."),
+    original_context: int = typer.Option(None, "--original-context", help="Override L0, the context the model was trained at."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output folder (default: <source>-<method>-x<factor> beside the source)."),
+    buffers: str = typer.Option("rewrite", "--buffers", help=BUFFERS_HELP),
+    copy: bool = typer.Option(False, "--copy", help="Copy unchanged weight files instead of hard-linking them."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output folder."),
+    rebase: bool = typer.Option(False, "--rebase", help="Replace an existing scaling (computed from the unscaled base) instead of refusing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the config diff and buffer changes; write nothing."),
+    probe: bool = typer.Option(False, "--probe", help="Probe the output against its source (perplexity past L0 and short-context retention)."),
+    push_to: str = typer.Option(None, "--push-to", help="Push the output to this Hub repo (with a model card)."),
+    private: bool = typer.Option(False, "--private", help="With --push-to: create the repo private."),
+    revision: str = typer.Option(None, "--revision", help="With --push-to: branch to push to (created when missing)."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="With --push-to: open a pull request instead of committing."),
+    token: str = typer.Option(None, "--token", help="Hub token (default: HF_TOKEN or the stored login). Never printed."),
+    as_json: bool = JSON_OPTION,
+    debug: bool = DEBUG_OPTION,
+    method_opts: MethodOptions = None,
+) -> None:
+    def body() -> dict:
+        from ropeconv import api
+
+        with progress("writing output", enabled=not as_json and not dry_run) as advance:
+            report = api.extend(model, method, factor=factor, target_context=target_context,
+                                original_context=original_context, params=method_opts.to_params(),
+                                output=output, buffers=buffers, copy=copy, force=force, rebase=rebase,
+                                dry_run=dry_run, advance=advance)
+        if not dry_run and probe:
+            from ropeconv.probe import run_probe
+
+            report["probe"] = run_probe(report["output"], against=report["source"]["path"], quick=True,
+                                        progress=not as_json)
+        if not dry_run and push_to:
+            from ropeconv import hub
+
+            report["push"] = hub.push_folder(report["output"], push_to, private=private, revision=revision,
+                                             create_pr=create_pr, token=token, source=report["source"])
+        return report
+
+    run(body, as_json=as_json, debug=debug, render=render_extend, exit_code=_exit_code)
+
+
+def _exit_code(report: dict) -> int:
+    verdict = (report.get("probe") or {}).get("verdict") or {}
+    return 1 if verdict and not verdict.get("passed", True) else 0
+
+
+def render_extend(report: dict) -> None:
+    from rich.table import Table
+
+    out = console()
+    if "before" not in report:  # a GGUF report has its own shape
+        out.print_json(data=report)
+        return
+    before, after = report["before"], report["after"]
+    title = "dry run: nothing written" if report["dry_run"] else f"wrote {report['output']}"
+    table = Table(title=f"{report['method']} ×{report['factor']:g} — {title}", title_justify="left")
+    table.add_column("")
+    table.add_column("before")
+    table.add_column("after")
+    for label, key in [("rope_type", "rope_type"), ("rope_theta", "rope_theta"),
+                       ("max_position_embeddings", "max_position_embeddings"),
+                       ("trained context L0", "original_context"), ("served context", "served_context"),
+                       ("attention factor", "attention_factor")]:
+        table.add_row(label, _fmt(before.get(key)), _fmt(after.get(key)))
+    out.print(table)
+    if report["dry_run"]:
+        for line in report["config_diff"]:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
+            out.print(line, style=style, markup=False)
+    buffers = report["buffers"]
+    if buffers["found"] or buffers["pickled_shards"]:
+        verb = {"rewrite": "rewrote" if not report["dry_run"] else "would rewrite",
+                "drop": "dropped" if not report["dry_run"] else "would drop", "keep": "kept"}[buffers["mode"]]
+        out.print(f"buffers: {verb} {len(buffers['changed']) or len(buffers['found'])} stored rotary tensors")
+    if report.get("tokenizer_model_max_length"):
+        out.print(f"tokenizer_config.json: model_max_length → {report['tokenizer_model_max_length']}")
+    if "files" in report:
+        f = report["files"]
+        out.print(f"files: {f['linked']} hard-linked, {f['copied']} copied, {len(f['rewritten'])} rewritten")
+    for w in report["warnings"]:
+        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+    if report.get("probe"):
+        from ropeconv.cli.probe import render_probe
+
+        render_probe(report["probe"])
+    if report.get("push"):
+        out.print(f"pushed: {report['push'].get('url')}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return "—" if value is None else str(value)

@@ -1,0 +1,117 @@
+"""`ropeconv inspect`: explain a model's RoPE setup (never imports torch or transformers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+from ropeconv.cli.params import MethodOptions, with_method_options
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect", help="Explain a model's RoPE setup; with --method/--factor, what a conversion would do.",
+                no_args_is_help=True)(inspect_command)
+
+
+@with_method_options
+def inspect_command(
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    method: str = typer.Option(None, "--method", "-m", help="Show what this method would do per dimension."),
+    factor: str = typer.Option(None, "--factor", "-f", help="Scale factor for --method."),
+    target_context: str = typer.Option(None, "--target-context", help="Target context for --method (instead of --factor)."),
+    original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
+    plot: Path = typer.Option(None, "--plot", help="Draw wavelength and per-dimension scale to this PNG (needs matplotlib)."),
+    as_json: bool = JSON_OPTION,
+    debug: bool = DEBUG_OPTION,
+    method_opts: MethodOptions = None,
+) -> None:
+    def body() -> dict:
+        from ropeconv import api
+
+        if method and factor is None and target_context is None:
+            from ropeconv.errors import RopeconvError
+
+            raise RopeconvError("--method needs --factor or --target-context", "e.g. --method yarn --factor 4")
+        result = api.inspect(model, method=method, factor=factor, target_context=target_context,
+                             original_context=original_context, params=method_opts.to_params())
+        if plot is not None:
+            result["plot"] = _plot(result, plot)
+        return result
+
+    run(body, as_json=as_json, debug=debug, render=render_inspect)
+
+
+def _plot(result: dict, path: Path) -> str:
+    from ropeconv import plot as plotting
+
+    return plotting.plot_from_inspect(result, path)
+
+
+def render_inspect(result: dict) -> None:
+    from rich.table import Table
+
+    out = console()
+    if "spec" not in result:  # GGUF inspection has its own shape
+        out.print_json(data=result)
+        return
+    spec = result["spec"]
+    table = Table(title=f"RoPE of {result['source'].get('repo_id') or result['source']['path']}",
+                  title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("architecture", f"{spec['model_type']}" + (f" (keys under {spec['config_path']})" if spec["config_path"] else "")),
+        ("rope_theta (θ)", f"{spec['rope_theta']:g}"),
+        ("head_dim", str(spec["head_dim"])),
+        ("rotary dims", f"{spec['rotary_dim']} (partial fraction {spec['partial_rotary_factor']:g})"
+                        + (", interleaved pairs" if spec["interleaved"] else "")),
+        ("trained context L0", f"{spec['original_context']} (from {spec['original_context_source']})"),
+        ("advertised context", f"{spec['max_position_embeddings']} (max_position_embeddings)"),
+        ("scaling", spec["rope_type"] + (f" {spec['scaling']}" if spec["scaling"] else "")),
+        ("context it gives", str(spec["served_context"])),
+        ("attention factor", f"{spec['attention_factor']:.10g}"),
+        ("config shape", spec["config_shape"] + (f", nested by layer type {spec['nested_layer_types']}, "
+                                                 f"scaling {spec['scaled_layer_type']}" if spec["nested_layer_types"] else "")),
+        ("stored buffers", ", ".join(b.get("name", b.get("error", "?")) for b in result["buffers"][:4])
+         + (f" … ({len(result['buffers'])} in all)" if len(result["buffers"]) > 4 else "") if result["buffers"] else "none"),
+    ]
+    if spec["extra"]:
+        rows.append(("kept as-is", str(spec["extra"])))
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(_dimension_table(result))
+    if result.get("conversion"):
+        conv = result["conversion"]
+        counts = conv["counts"]
+        out.print(f"{conv['method']} ×{conv['factor']:g}: serves {conv['served_context']} tokens, attention factor "
+                  f"{conv['attention_factor']:.6g}; {counts['keep']} pairs kept, {counts['blend']} blended, "
+                  f"{counts['interpolate']} interpolated")
+        for w in conv["warnings"]:
+            if w not in result["warnings"]:
+                out.print(f"[yellow]warning:[/] {w}")
+    for w in result["warnings"]:
+        out.print(f"[yellow]warning:[/] {w}")
+    if result.get("plot"):
+        out.print(result["plot"], markup=False)
+
+
+def _dimension_table(result: dict):
+    """Wavelength against L0 per dimension pair (every pair up to 16, else a sample)."""
+    from rich.table import Table
+
+    dims = result["dimensions"]
+    step = max(1, len(dims) // 16)
+    shown = dims[::step] + ([dims[-1]] if (len(dims) - 1) % step else [])
+    conv = result.get("conversion")
+    table = Table(title="per dimension pair (wavelength in tokens)", title_justify="left")
+    for col in ["pair", "wavelength", "÷ L0", "current scale"] + (["new scale", "action"] if conv else []):
+        table.add_column(col, justify="right")
+    for d in shown:
+        row = [str(d["pair"]), f"{d['wavelength']:.4g}", f"{d['wavelength_over_L0']:.3g}", f"{d['current_scale']:.4g}"]
+        if conv:
+            row += [f"{d['new_scale']:.4g}", d["action"]]
+        table.add_row(*row)
+    return table

@@ -1,0 +1,76 @@
+"""What ropeconv knows about each model family's position encoding, as data.
+
+Defaults mirror the family's transformers configuration class (the value it uses when
+config.json is silent); refusals say why no conversion applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    position: str = "rope"  # "rope", "alibi" or "absolute"
+    default_theta: float = 10000.0
+    default_partial: float = 1.0
+    methods: tuple[str, ...] | None = None  # None: every method
+    methods_reason: str = ""
+    interleaved: bool = False  # rotates adjacent pairs (GPT-J style) rather than halves
+    trained_context: int | None = None  # when the family advertises more than it was trained on
+    note: str = ""
+
+
+_FAMILIES = [
+    Family("llama"), Family("mistral"), Family("mixtral", default_theta=1e6),
+    Family("qwen2"), Family("qwen2_moe"),
+    Family("qwen3", trained_context=32768,
+           note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768; "
+                "Qwen documents YaRN factor 4 over 32768"),
+    Family("qwen3_moe", trained_context=32768,
+           note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768"),
+    Family("qwen2_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept"),
+    Family("qwen2_5_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept"),
+    Family("phi3", methods=("longrope",),
+           methods_reason="transformers' Phi3 accepts only default or longrope RoPE and raises on others"),
+    Family("phimoe", methods=("longrope",),
+           methods_reason="transformers' PhiMoE accepts only default or longrope RoPE and raises on others"),
+    Family("phi", default_partial=0.5),
+    Family("gemma"), Family("gemma2"),
+    Family("gemma3", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
+    Family("gemma3_text", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
+    Family("gpt_neox", default_partial=0.25, note="reads rotary_pct and rotary_emb_base"),
+    Family("stablelm", default_partial=0.25),
+    Family("persimmon", default_partial=0.5),
+    Family("falcon", note="RoPE only when alibi is false"),
+    Family("olmo"), Family("olmo2"), Family("olmo3"),
+    Family("cohere", default_theta=500000.0, interleaved=True),
+    Family("cohere2", default_theta=500000.0, interleaved=True),
+    Family("glm", default_partial=0.5, interleaved=True),
+    Family("glm4", default_partial=0.5, interleaved=True),
+    Family("deepseek_v2", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax"),
+    Family("deepseek_v3", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax"),
+    Family("granite"), Family("starcoder2"), Family("internlm2"), Family("exaone"),
+    Family("gptj", methods=(),
+           methods_reason="transformers' GPT-J hard-codes θ = 10000 and has no RoPE scaling support"),
+    Family("bloom", position="alibi"),
+    Family("mpt", position="alibi"),
+    Family("gpt2", position="absolute"),
+    Family("gpt_bigcode", position="absolute"),
+    Family("opt", position="absolute"),
+    Family("bert", position="absolute"),
+]
+
+FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILIES}
+
+POSITION_EXPLAINED = {
+    "alibi": ("ALiBi (a linear distance penalty on attention scores), not RoPE: it extrapolates "
+              "without conversion and cannot be converted to RoPE without pre-training"),
+    "absolute": ("learned absolute position embeddings, not RoPE: the position table ends at the "
+                 "trained length, so no frequency scaling applies; extending needs training"),
+}
+
+
+def family_of(model_type: str | None) -> Family | None:
+    return FAMILIES.get(model_type or "")

@@ -1,0 +1,269 @@
+"""Reading a model's RoPE description from its config.json: the one place that knows the shapes.
+
+Handles transformers v5 `rope_parameters`, legacy `rope_scaling` + top-level `rope_theta` (legacy
+wins when both are present, as in transformers v5), `text_config`, per-layer-type nested
+parameters (Gemma 3 style), and family quirks (GPT-NeoX `rotary_pct`/`rotary_emb_base`,
+DeepSeek `qk_rope_head_dim`, partial rotary defaults). Pure Python: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ropeconv.errors import RopeconvError
+from ropeconv.families import POSITION_EXPLAINED, Family, family_of
+from ropeconv.methods import Basis, compute, unscaled
+
+SCALED_TYPES = ("linear", "dynamic", "yarn", "llama3", "longrope")
+# Keys that describe the RoPE itself rather than its scaling.
+NON_SCALING_KEYS = ("rope_type", "type", "rope_theta", "partial_rotary_factor", "mrope_section",
+                    "mrope_interleaved")
+FULL_ATTENTION = "full_attention"
+RAN_FIELDS = ("rope_theta", "rope_scaling", "rope_parameters", "rotary_emb_base", "rotary_pct",
+              "partial_rotary_factor", "rope_local_base_freq")
+
+
+@dataclass
+class RopeSpec:
+    """A model's RoPE setup, normalised. Every number a method or writer needs is here."""
+
+    model_type: str
+    family: Family | None
+    path: tuple[str, ...]  # where the language model's keys live in config.json: () or ("text_config",)
+    theta: float
+    head_dim: int
+    partial_rotary_factor: float
+    rotary_dim: int
+    max_position_embeddings: int
+    original_context: int  # L0
+    original_context_source: str
+    rope_type: str  # current type of the scaled entry: default, linear, dynamic, yarn, llama3, longrope
+    scaling: dict  # the current scaling parameters (factor, betas, …), without rope_type/rope_theta
+    shape: str  # "v5", "legacy", "both" or "none"
+    nested: dict[str, dict] | None = None  # per-layer-type entries, as read (Gemma 3 style)
+    scaled_layer_type: str | None = None  # the nested key that ropeconv scales (full attention)
+    extra: dict = field(default_factory=dict)  # kept as-is: mrope_section, …
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def is_scaled(self) -> bool:
+        return self.rope_type in SCALED_TYPES
+
+    @property
+    def factor(self) -> float | None:
+        f = self.scaling.get("factor")
+        return float(f) if f is not None else None
+
+    def basis(self, original_context: int | None = None) -> Basis:
+        return Basis(self.theta, self.rotary_dim, original_context or self.original_context)
+
+    def inv_freq(self, seq_len: int | None = None) -> tuple[list[float], float]:
+        """The inverse frequencies and attention factor this config gives today."""
+        if not self.is_scaled:
+            return unscaled(self.basis())
+        params = dict(self.scaling)
+        if params.get("factor") is None:  # transformers derives it from the two lengths
+            params["factor"] = self.max_position_embeddings / self.original_context
+        return compute(self.rope_type, self.basis(), params, seq_len)
+
+    def served_context(self) -> int:
+        """The context this config is meant to give (what the current scaling extends to)."""
+        if self.rope_type in ("linear", "dynamic") and self.factor:
+            return int(round(self.original_context * self.factor))
+        return self.max_position_embeddings
+
+    def to_dict(self) -> dict:
+        inv, attention = self.inv_freq()
+        return {
+            "model_type": self.model_type,
+            "config_path": ".".join(self.path) or None,
+            "rope_theta": self.theta,
+            "head_dim": self.head_dim,
+            "partial_rotary_factor": self.partial_rotary_factor,
+            "rotary_dim": self.rotary_dim,
+            "max_position_embeddings": self.max_position_embeddings,
+            "original_context": self.original_context,
+            "original_context_source": self.original_context_source,
+            "rope_type": self.rope_type,
+            "scaling": self.scaling,
+            "served_context": self.served_context(),
+            "attention_factor": attention,
+            "config_shape": self.shape,
+            "nested_layer_types": sorted(self.nested) if self.nested else None,
+            "scaled_layer_type": self.scaled_layer_type,
+            "interleaved": bool(self.family and self.family.interleaved),
+            "extra": self.extra,
+            "warnings": self.warnings,
+        }
+
+
+def language_section(config: dict) -> tuple[tuple[str, ...], dict]:
+    """The part of config.json that holds the language model's RoPE keys."""
+    text = config.get("text_config")
+    if isinstance(text, dict) and (any(k in text for k in RAN_FIELDS) or "max_position_embeddings" in text):
+        return ("text_config",), text
+    return (), config
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RopeconvError(f"config.json has {key} = {value!r}, which is not a finite number",
+                            "fix that value in config.json")
+    return float(value)
+
+
+def _int(value: Any, key: str) -> int:
+    number = _number(value, key)
+    if number != int(number) or number <= 0:
+        raise RopeconvError(f"config.json has {key} = {value!r}, which is not a positive whole number",
+                            "fix that value in config.json")
+    return int(number)
+
+
+def refuse_non_rope(model_type: str, position: str) -> RopeconvError:
+    return RopeconvError(f"{model_type or 'this model'} uses {POSITION_EXPLAINED[position]}",
+                         "no RoPE conversion applies to it")
+
+
+def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
+    """Read the RoPE description of a parsed config.json.
+
+    `original_context` overrides L0 (the --original-context option).
+    Raises RopeconvError for models without RoPE and for configs that cannot be read.
+    """
+    if not isinstance(config, dict):
+        raise RopeconvError("config.json is not a JSON object", "point ropeconv at a model's config.json folder")
+    top_type = config.get("model_type") or ""
+    path, section = language_section(config)
+    model_type = section.get("model_type") or top_type
+    family = family_of(model_type) or family_of(top_type)
+    warnings: list[str] = []
+
+    if family and family.position != "rope":
+        raise refuse_non_rope(model_type, family.position)
+    if model_type == "falcon" and section.get("alibi"):
+        raise refuse_non_rope("falcon with alibi: true", "alibi")
+    if family is None:
+        if not any(k in section for k in RAN_FIELDS):
+            raise RopeconvError(
+                f"model type '{model_type or '?'}' is unknown to ropeconv and its config.json has no RoPE "
+                f"fields ({', '.join(RAN_FIELDS[:3])}, …)",
+                "it probably does not use RoPE; if it does, add rope_theta to config.json")
+        warnings.append(f"model type '{model_type or '?'}' is unknown to ropeconv: read from its RoPE fields; "
+                        "check the result with `ropeconv probe`")
+
+    head_dim = _head_dim(section, model_type)
+    legacy = section.get("rope_scaling")
+    v5 = section.get("rope_parameters")
+    legacy = legacy if isinstance(legacy, dict) and legacy else None
+    v5 = v5 if isinstance(v5, dict) and v5 else None
+    shape = "both" if legacy and v5 else "legacy" if legacy or "rope_theta" in section else "v5" if v5 else "none"
+
+    layer_types = set(section.get("layer_types") or []) | {FULL_ATTENTION, "sliding_attention"}
+    nested = None
+    scaled_layer_type = None
+    if v5 and any(k in layer_types for k in v5) and all(isinstance(v5[k], dict) or v5[k] is None
+                                                        for k in v5 if k in layer_types):
+        nested = {k: dict(v) for k, v in v5.items() if k in layer_types and isinstance(v, dict)}
+        scaled_layer_type = FULL_ATTENTION if FULL_ATTENTION in nested else sorted(nested)[0]
+        entry = dict(nested[scaled_layer_type])
+        if legacy:  # Gemma 3 merges legacy rope_scaling into the full-attention entry
+            entry.update(legacy)
+    elif legacy:
+        entry = dict(legacy)
+        if v5 and _differs(legacy, v5):
+            warnings.append("config.json has both rope_scaling and rope_parameters with different values; "
+                            "transformers v5 uses rope_scaling, so ropeconv does too")
+    else:
+        entry = dict(v5 or {})
+
+    if "type" in entry and "rope_type" in entry and entry["type"] != entry["rope_type"]:
+        warnings.append(f"rope scaling has type={entry['type']!r} and rope_type={entry['rope_type']!r}; "
+                        "vLLM refuses the conflict, transformers v5 uses rope_type")
+    elif "type" in entry and "rope_type" in entry:
+        warnings.append("rope scaling has both type and rope_type; exllamav2 asserts on that")
+    rope_type = entry.get("rope_type", entry.get("type", "default"))
+    if rope_type in ("mrope", "axial"):  # Qwen2-VL's legacy spelling of plain multimodal RoPE
+        rope_type = "default"
+
+    theta_value = entry.get("rope_theta", section.get("rope_theta", section.get("rotary_emb_base")))
+    if theta_value is None:
+        theta_value = family.default_theta if family else 10000.0
+        if family is not None and model_type not in ("gptj",):
+            warnings.append(f"config.json has no rope_theta: {model_type} defaults to {theta_value:g}; "
+                            "engines that read only top-level rope_theta fall back to 10000")
+    theta = _number(theta_value, "rope_theta")
+    if theta <= 1:
+        raise RopeconvError(f"config.json has rope_theta = {theta_value!r}, which must be greater than 1",
+                            "fix rope_theta in config.json")
+
+    partial = entry.get("partial_rotary_factor", section.get("partial_rotary_factor", section.get("rotary_pct")))
+    partial = _number(partial, "partial_rotary_factor") if partial is not None else (
+        family.default_partial if family else 1.0)
+    if not 0 < partial <= 1:
+        raise RopeconvError(f"partial_rotary_factor = {partial} is outside (0, 1]", "fix it in config.json")
+    rotary_dim = int(head_dim * partial)
+    if rotary_dim < 2 or rotary_dim % 2:
+        raise RopeconvError(f"rotary dimension {rotary_dim} (head_dim {head_dim} × {partial}) is odd or too small; "
+                            "RoPE rotates pairs of dimensions",
+                            "fix head_dim / partial_rotary_factor in config.json")
+
+    if "max_position_embeddings" not in section:
+        raise RopeconvError("config.json has no max_position_embeddings",
+                            "add the context the model was trained at as max_position_embeddings")
+    max_pos = _int(section["max_position_embeddings"], "max_position_embeddings")
+
+    top_original = section.get("original_max_position_embeddings")
+    nested_original = entry.get("original_max_position_embeddings")
+    if top_original is not None and nested_original is not None and top_original != nested_original:
+        warnings.append(f"top-level original_max_position_embeddings ({top_original}) disagrees with the "
+                        f"rope scaling's ({nested_original}); transformers v5 uses the top-level one")
+    if original_context is not None:
+        L0, source = _int(original_context, "--original-context"), "--original-context"
+    elif top_original is not None:
+        L0, source = _int(top_original, "original_max_position_embeddings"), "original_max_position_embeddings"
+    elif nested_original is not None:
+        L0, source = _int(nested_original, "original_max_position_embeddings"), "rope scaling original_max_position_embeddings"
+    elif rope_type in ("linear", "dynamic"):
+        L0, source = max_pos, "max_position_embeddings (linear/dynamic keep L0 there)"
+    else:
+        L0, source = max_pos, "max_position_embeddings"
+        if family and family.trained_context and family.trained_context < max_pos:
+            warnings.append(f"{family.note}: L0 is taken as {max_pos}; pass --original-context "
+                            f"{family.trained_context} to scale from the trained length")
+
+    scaling = {k: v for k, v in entry.items() if k not in NON_SCALING_KEYS}
+    extra = {k: entry[k] for k in ("mrope_section", "mrope_interleaved") if k in entry}
+    if rope_type == "default":
+        scaling = {k: v for k, v in scaling.items() if k != "original_max_position_embeddings"}
+
+    return RopeSpec(model_type=model_type, family=family, path=path, theta=theta, head_dim=head_dim,
+                    partial_rotary_factor=partial, rotary_dim=rotary_dim, max_position_embeddings=max_pos,
+                    original_context=L0, original_context_source=source, rope_type=rope_type,
+                    scaling=scaling, shape=shape, nested=nested, scaled_layer_type=scaled_layer_type,
+                    extra=extra, warnings=warnings)
+
+
+def _head_dim(section: dict, model_type: str) -> int:
+    if model_type.startswith("deepseek") and section.get("qk_rope_head_dim"):
+        return _int(section["qk_rope_head_dim"], "qk_rope_head_dim")
+    if section.get("head_dim"):
+        return _int(section["head_dim"], "head_dim")
+    hidden = section.get("hidden_size", section.get("d_model", section.get("n_embd")))
+    heads = section.get("num_attention_heads", section.get("n_head", section.get("num_heads")))
+    if not hidden or not heads:
+        raise RopeconvError("config.json gives neither head_dim nor hidden_size and num_attention_heads",
+                            "add head_dim to config.json")
+    return _int(hidden, "hidden_size") // _int(heads, "num_attention_heads")
+
+
+def _differs(legacy: dict, v5: dict) -> bool:
+    def norm(d: dict) -> dict:
+        d = {k: v for k, v in d.items() if k not in ("rope_theta", "partial_rotary_factor")}
+        if "type" in d:
+            d.setdefault("rope_type", d.pop("type"))
+        return d
+
+    return norm(legacy) != norm(v5)
