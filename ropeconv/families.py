@@ -20,6 +20,8 @@ class Family:
     interleaved: bool = False  # rotates adjacent pairs (GPT-J style) rather than halves
     trained_context: int | None = None  # when the family advertises more than it was trained on
     note: str = ""
+    theta_key: str = "rope_theta"  # the top-level key legacy readers take θ from
+    partial_key: str = "partial_rotary_factor"  # ... and the partial rotary fraction
 
 
 _FAMILIES = [
@@ -40,7 +42,8 @@ _FAMILIES = [
     Family("gemma"), Family("gemma2"),
     Family("gemma3", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
     Family("gemma3_text", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
-    Family("gpt_neox", default_partial=0.25, note="reads rotary_pct and rotary_emb_base"),
+    Family("gpt_neox", default_partial=0.25, note="reads rotary_pct and rotary_emb_base",
+           theta_key="rotary_emb_base", partial_key="rotary_pct"),
     Family("stablelm", default_partial=0.25),
     Family("persimmon", default_partial=0.5),
     Family("falcon", note="RoPE only when alibi is false"),

@@ -231,12 +231,16 @@ def write_rope(config: dict, before: RopeSpec, entry: dict, theta: float, max_po
         scaling = None  # legacy rope_scaling only ever meant full attention
     section["rope_scaling"] = scaling
     section["rope_theta"] = float(theta)
-    if "rotary_emb_base" in section:  # GPT-NeoX's own name for θ
-        section["rotary_emb_base"] = float(theta)
-    if (before.partial_rotary_factor != 1.0 and "partial_rotary_factor" not in section
-            and "rotary_pct" not in section):
+    theta_key = before.family.theta_key if before.family else "rope_theta"
+    partial_key = before.family.partial_key if before.family else "partial_rotary_factor"
+    for key in {theta_key} | ({"rotary_emb_base"} & set(section)):
+        section[key] = float(theta)  # e.g. GPT-NeoX reads only rotary_emb_base
+    if before.partial_rotary_factor != 1.0 and not ({"partial_rotary_factor", "rotary_pct"} & set(section)):
         # rope_scaling replaces rope_parameters in transformers v5, so the fraction must be top-level too
-        section["partial_rotary_factor"] = before.partial_rotary_factor
+        section[partial_key] = before.partial_rotary_factor
+    if "head_dim" in section and section["head_dim"] is None and not before.model_type.startswith("deepseek"):
+        # transformers' dynamic/yarn/longrope read getattr(config, "head_dim", …) and crash on null
+        section["head_dim"] = before.head_dim
     section["max_position_embeddings"] = int(max_pos)
     if method in NEEDS_TOP_ORIGINAL or "original_max_position_embeddings" in section:
         section["original_max_position_embeddings"] = int(L0)
