@@ -1,0 +1,92 @@
+"""The command line as a user meets it: exit codes, one-line errors, --json, --debug, start-up cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import build_tiny
+
+
+def ropeconv(*args, env=None):
+    import os
+
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ropeconv", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return build_tiny("llama", tmp_path_factory.mktemp("cli") / "tiny")
+
+
+def test_help_and_inspect_import_neither_torch_nor_transformers(model):
+    code = ("import sys, runpy; sys.argv = ['ropeconv'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('ropeconv', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub', 'gguf') if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)")
+    for args in (["--help"], ["inspect", str(model)], ["inspect", str(model), "-m", "yarn", "-f", "4", "--json"],
+                 ["methods"], ["extend", "--help"]):
+        result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert "HEAVY []" in result.stderr, (args, result.stderr[-500:])
+
+
+def test_extend_json_is_one_document(model, tmp_path):
+    result = ropeconv("extend", str(model), "-m", "yarn", "-f", "4", "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["after"]["rope_type"] == "yarn" and report["output"] == str(tmp_path / "o")
+
+
+def test_inspect_json_and_people_output(model):
+    result = ropeconv("inspect", str(model), "--method", "yarn", "--factor", "8", "--json")
+    doc = json.loads(result.stdout)
+    assert doc["spec"]["rope_theta"] == 10000.0 and doc["conversion"]["served_context"] == 32768
+    assert {d["action"] for d in doc["dimensions"]} == {"keep", "blend", "interpolate"}
+    text = ropeconv("inspect", str(model), "-m", "yarn", "-f", "8").stdout
+    assert "trained context L0" in text and "interpolated" in text
+
+
+def test_methods_lists_all_with_non_convertible(model):
+    rows = json.loads(ropeconv("methods", "--json").stdout)
+    assert [r["name"] for r in rows] == ["linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "alibi", "absolute"]
+    assert "not convertible" in ropeconv("methods").stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-m", "yarm", "-f", "4"], "did you mean 'yarn'"),
+    (["-m", "yarn", "-f", "nan"], "not a finite number"),
+    (["-m", "yarn", "-f", "1"], "must be greater than 1"),
+    (["-m", "yarn"], "exactly one of --factor and --target-context"),
+    (["-m", "yarn", "-f", "4", "--buffers", "maybe"], "--buffers 'maybe'"),
+    (["-m", "longrope", "-f", "4", "--short-factor", "1,2", "--long-factor", "1,2"], "has 2 numbers"),
+    (["-m", "yarn", "-f", "4", "--beta-fast", "1", "--beta-slow", "2"], "beta_fast"),
+])
+def test_bad_input_is_one_line_exit_2(model, tmp_path, args, message):
+    result = ropeconv("extend", str(model), *args, "-o", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_model_and_debug_traceback(tmp_path):
+    result = ropeconv("inspect", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = ropeconv("inspect", str(tmp_path / "nope"), "--debug")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+    result = ropeconv("inspect", str(tmp_path / "nope"), "--json")
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_longrope_lists_from_json_file(tmp_path):
+    src = build_tiny("phi3", tmp_path / "phi3")
+    (tmp_path / "factors.json").write_text(json.dumps({"short_factor": [1.0] * 8, "long_factor": [2.0] * 8}))
+    result = ropeconv("extend", str(src), "-m", "longrope", "-f", "4", "--short-factor", str(tmp_path / "factors.json"),
+                      "--long-factor", str(tmp_path / "factors.json"), "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert cfg["rope_scaling"]["long_factor"] == [2.0] * 8 and cfg["original_max_position_embeddings"] == 4096
