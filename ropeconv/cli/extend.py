@@ -70,7 +70,7 @@ def extend_command(
 
 def _exit_code(report: dict) -> int:
     verdict = (report.get("probe") or {}).get("verdict") or {}
-    return 1 if verdict and not verdict.get("passed", True) else 0
+    return 1 if verdict.get("status") == "fail" else 0
 
 
 def render_extend(report: dict) -> None:
