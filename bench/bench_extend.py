@@ -105,13 +105,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_only:
+        total = build_checkpoint(args.build_only)
+        print(f"built {args.build_only}: {total / 1e9:.2f} GB in {len(list(args.build_only.glob('*.safetensors')))} shards")
+        return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ropeconv-bench-"))
     src = work / "synthetic-llama"
-    if not (src / "config.json").exists():
-        total = build_checkpoint(src)
-        print(f"built {src}: {total / 1e9:.2f} GB in {len(list(src.glob('*.safetensors')))} shards")
     py = sys.executable
+    if not (src / "config.json").exists():
+        # built in a child so this process stays small: a forked child's peak RSS starts at its parent's
+        subprocess.run([py, __file__, "--build-only", str(src)], check=True)
     out_a, out_b = work / "out-ropeconv", work / "out-transformers"
     rows = [
         summarise("A ropeconv extend (yarn x4)", [measure([py, "-m", "ropeconv", "extend", str(src), "-m", "yarn",
