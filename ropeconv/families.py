@@ -22,7 +22,23 @@ class Family:
     note: str = ""
     theta_key: str = "rope_theta"  # the top-level key legacy readers take θ from
     partial_key: str = "partial_rotary_factor"  # ... and the partial rotary fraction
+    # values the transformers config class supplies when config.json leaves them out
+    config_defaults: tuple[tuple[str, object], ...] = ()
+    # per-layer-type RoPE (Gemma 3): transformers v5 needs nested rope_parameters even when the
+    # published config is legacy-shaped; the sliding layers' θ lives in `local_theta_key`
+    nested_layer_types: tuple[str, ...] = ()
+    local_theta_key: str = ""
+    local_theta: float = 10000.0
+    # linear scaling published with max_position_embeddings already = L0 × factor (vLLM special-cases it)
+    linear_max_is_scaled: bool = False
 
+
+_GEMMA3 = dict(
+    default_theta=1e6, note="nested per-layer-type RoPE: only full-attention layers are scaled",
+    config_defaults=(("max_position_embeddings", 131072), ("head_dim", 256), ("num_attention_heads", 8)),
+    nested_layer_types=("full_attention", "sliding_attention"), local_theta_key="rope_local_base_freq",
+    linear_max_is_scaled=True,
+)
 
 _FAMILIES = [
     Family("llama"), Family("mistral"), Family("mixtral", default_theta=1e6),
@@ -40,8 +56,7 @@ _FAMILIES = [
            methods_reason="transformers' PhiMoE accepts only default or longrope RoPE and raises on others"),
     Family("phi", default_partial=0.5),
     Family("gemma"), Family("gemma2"),
-    Family("gemma3", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
-    Family("gemma3_text", note="nested per-layer-type RoPE: only full-attention layers are scaled"),
+    Family("gemma3", **_GEMMA3), Family("gemma3_text", **_GEMMA3),
     Family("gpt_neox", default_partial=0.25, note="reads rotary_pct and rotary_emb_base",
            theta_key="rotary_emb_base", partial_key="rotary_pct"),
     Family("stablelm", default_partial=0.25),

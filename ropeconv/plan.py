@@ -191,7 +191,9 @@ def plan_extension(config: dict, method: str, *, factor: Any = None, target_cont
         entry["original_max_position_embeddings"] = L0
     entry.update(before.extra)  # mrope_section and friends travel with the entry
 
-    max_pos = L0 if method in KEEPS_L0_IN_MAX else served
+    keeps_L0 = method in KEEPS_L0_IN_MAX and not (method == "linear" and before.family
+                                                  and before.family.linear_max_is_scaled)
+    max_pos = L0 if keeps_L0 else served
     new_config = write_rope(config, before, entry, new_theta, max_pos, L0, method)
     after = read_spec(new_config)
     if method != "ntk" and after.rope_type != method:  # our own output must read back as written
@@ -217,6 +219,9 @@ def write_rope(config: dict, before: RopeSpec, entry: dict, theta: float, max_po
 
     scaling = {k: v for k, v in entry.items()} if entry["rope_type"] != "default" or before.extra else None
     if before.nested is not None:
+        if not (isinstance(section.get("rope_parameters"), dict)
+                and before.scaled_layer_type in section["rope_parameters"]):
+            section["rope_parameters"] = copy.deepcopy(before.nested)  # legacy-shaped source
         nested = section["rope_parameters"]
         old = nested.get(before.scaled_layer_type) or {}
         kept = {k: v for k, v in old.items() if k == "partial_rotary_factor"}

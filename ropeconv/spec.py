@@ -46,6 +46,7 @@ class RopeSpec:
     scaled_layer_type: str | None = None  # the nested key that ropeconv scales (full attention)
     extra: dict = field(default_factory=dict)  # kept as-is: mrope_section, …
     warnings: list[str] = field(default_factory=list)
+    defaulted: list[str] = field(default_factory=list)  # keys taken from the family's class defaults
 
     @property
     def is_scaled(self) -> bool:
@@ -71,7 +72,7 @@ class RopeSpec:
     def served_context(self) -> int:
         """The context this config is meant to give (what the current scaling extends to)."""
         if self.rope_type in ("linear", "dynamic") and self.factor:
-            return int(round(self.original_context * self.factor))
+            return max(int(round(self.original_context * self.factor)), self.max_position_embeddings)
         return self.max_position_embeddings
 
     def to_dict(self) -> dict:
@@ -95,6 +96,7 @@ class RopeSpec:
             "scaled_layer_type": self.scaled_layer_type,
             "interleaved": bool(self.family and self.family.interleaved),
             "extra": self.extra,
+            "defaulted": self.defaulted,
             "warnings": self.warnings,
         }
 
@@ -154,6 +156,9 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
         warnings.append(f"model type '{model_type or '?'}' is unknown to ropeconv: read from its RoPE fields; "
                         "check the result with `ropeconv probe`")
 
+    defaulted = [k for k, _ in (family.config_defaults if family else ()) if k not in section]
+    if defaulted:
+        section = {**dict(family.config_defaults), **section}
     head_dim = _head_dim(section, model_type)
     legacy = section.get("rope_scaling")
     v5 = section.get("rope_parameters")
@@ -171,6 +176,13 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
         entry = dict(nested[scaled_layer_type])
         if legacy:  # Gemma 3 merges legacy rope_scaling into the full-attention entry
             entry.update(legacy)
+    elif family and family.nested_layer_types and (legacy or v5 or "rope_theta" in section):
+        # a legacy-shaped config of a per-layer-type family: read it the way its v5 class does
+        entry = dict(legacy or v5 or {})
+        local = section.get(family.local_theta_key, family.local_theta)
+        nested = {family.nested_layer_types[0]: dict(entry),
+                  family.nested_layer_types[1]: {"rope_type": "default", "rope_theta": local}}
+        scaled_layer_type = family.nested_layer_types[0]
     elif legacy:
         entry = dict(legacy)
         if v5 and _differs(legacy, v5):
@@ -226,6 +238,9 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
         L0, source = _int(top_original, "original_max_position_embeddings"), "original_max_position_embeddings"
     elif nested_original is not None:
         L0, source = _int(nested_original, "original_max_position_embeddings"), "rope scaling original_max_position_embeddings"
+    elif rope_type == "linear" and family and family.linear_max_is_scaled and entry.get("factor"):
+        L0 = int(round(max_pos / _number(entry["factor"], "factor")))
+        source = f"max_position_embeddings ÷ factor ({model_type} publishes the scaled length there)"
     elif rope_type in ("linear", "dynamic"):
         L0, source = max_pos, "max_position_embeddings (linear/dynamic keep L0 there)"
     else:
@@ -243,7 +258,7 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
                     partial_rotary_factor=partial, rotary_dim=rotary_dim, max_position_embeddings=max_pos,
                     original_context=L0, original_context_source=source, rope_type=rope_type,
                     scaling=scaling, shape=shape, nested=nested, scaled_layer_type=scaled_layer_type,
-                    extra=extra, warnings=warnings)
+                    extra=extra, warnings=warnings, defaulted=defaulted)
 
 
 def _head_dim(section: dict, model_type: str) -> int:

@@ -62,7 +62,8 @@ def build_tiny(model_type: str, folder: Path, *, legacy: bool = False, **overrid
         path = folder / "config.json"
         cfg = json.loads(path.read_text())
         params = cfg.pop("rope_parameters", None) or {}
-        if all(isinstance(v, dict) for v in params.values()) and params:  # nested: keep full attention
+        if all(isinstance(v, dict) for v in params.values()) and params:  # nested, as Gemma 3 publishes it
+            cfg["rope_local_base_freq"] = params.get("sliding_attention", {}).get("rope_theta", 10000.0)
             params = params.get("full_attention", {})
         cfg["rope_theta"] = params.get("rope_theta", 10000.0)
         scaling = {k: v for k, v in params.items() if k not in ("rope_theta", "partial_rotary_factor")}

@@ -141,3 +141,24 @@ def test_qwen2_vl_keeps_mrope_section(tmp_path):
     params = loaded.text_config.rope_parameters
     assert params["rope_type"] == "yarn" and params["mrope_section"] == [2, 3, 3] and params["factor"] == 4.0
     assert read_spec(plan.config).extra == {"mrope_section": [2, 3, 3]}
+
+
+@pytest.mark.parametrize("method", ["yarn", "linear"])
+def test_gemma3_legacy_shaped_source_is_written_nested(tiny, tmp_path, method):
+    """Gemma 3 publishes rope_scaling + rope_theta + rope_local_base_freq; transformers v5 needs the
+    nested rope_parameters (a flat one makes Gemma3Config fail), and only full attention is scaled."""
+    src = tiny("gemma3_text", legacy=True, rope_theta=1e6)
+    config = json.loads((src / "config.json").read_text())
+    assert "rope_parameters" not in config and config["rope_local_base_freq"] == 10000.0
+    plan = plan_extension(config, method, factor=4)
+    out = tmp_path / "out"
+    api.extend(str(src), method, factor=4, output=out)
+    written = json.loads((out / "config.json").read_text())
+    assert set(written["rope_parameters"]) == {"full_attention", "sliding_attention"}
+    assert written["max_position_embeddings"] == 16384  # Gemma 3 keeps the scaled length there, even for linear
+    model, rope_warnings = _load(out)
+    assert rope_warnings == []
+    inv, attention = loaded_rope(model, "full_attention")
+    assert rel_err(inv, plan.inv_freq) < 1e-6 and attention == pytest.approx(plan.attention_factor)
+    sliding, _ = loaded_rope(model, "sliding_attention")
+    assert sliding[-1] == pytest.approx(1 / 10000.0 ** (14 / 16), rel=1e-5)

@@ -1,0 +1,830 @@
+"""`ropeconv check`: portability findings for a model's RoPE config, and their fixes.
+
+Each check reads the raw config.json (plus tokenizer_config.json and stored rotary buffers where
+they matter) and the normalised `RopeSpec`, and returns findings: severity (error, warning, info),
+the key involved, what goes wrong and in which engine, and the fix. A finding whose fix is a plain
+edit carries `patch` operations; `apply_fixes` writes them to a new folder through ropeconv's
+atomic output writer. Pure Python at import time: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ropeconv import engines as eng
+from ropeconv.errors import EXIT_FAILED, EXIT_OK, RopeconvError
+from ropeconv.families import POSITION_EXPLAINED, family_of
+from ropeconv.methods import longrope_attention_factor, unscaled, yarn_attention_factor
+from ropeconv.spec import FULL_ATTENTION, RopeSpec, language_section, read_spec
+
+SEVERITIES = ("error", "warning", "info")
+CONFIG = "config.json"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+# Float parameters that transformers documents as floats (4.x warns on integers; 5.x on attention_factor).
+FLOAT_PARAMS = ("factor", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
+                "low_freq_factor", "high_freq_factor")
+# model_max_length values tokenizers use to mean "no limit".
+NO_LIMIT = 1e15
+
+# Config-class defaults for keys a published config.json may leave out (read only to build the spec;
+# never written). Mirrors transformers' Gemma3TextConfig (tests compare against the class).
+@dataclass
+class Finding:
+    check: str  # the check's id
+    severity: str  # error, warning or info
+    key: str  # the config key involved (dotted path)
+    problem: str  # what goes wrong, and where
+    fix: str  # what to do
+    engines: list[str] = field(default_factory=list)  # engines affected
+    patch: list[tuple] = field(default_factory=list)  # ("set", file, path, value) / ("del", file, path) / ("buffers",)
+
+    @property
+    def fixable(self) -> bool:
+        return bool(self.patch)
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "severity": self.severity, "key": self.key, "problem": self.problem,
+                "engines": self.engines, "fix": self.fix, "auto_fix": self.fixable}
+
+
+@dataclass
+class Context:
+    """Everything a check may look at."""
+
+    config: dict
+    spec: RopeSpec
+    section: dict  # the language model's part of config.json
+    prefix: tuple  # its path inside config.json
+    folder: Path | None = None
+    tokenizer: dict | None = None
+    buffers: list | None = None  # ropeconv.buffers.Buffer entries found in safetensors headers
+    table: list[dict] = field(default_factory=list)  # the engine table
+
+    def entries(self) -> list[tuple[tuple, dict]]:
+        """Every RoPE entry in the section, with its path: rope_scaling, rope_parameters, nested ones."""
+        out = []
+        if isinstance(self.section.get("rope_scaling"), dict):
+            out.append((("rope_scaling",), self.section["rope_scaling"]))
+        params = self.section.get("rope_parameters")
+        if isinstance(params, dict):
+            if self.spec.nested is not None:
+                for layer_type, entry in params.items():
+                    if isinstance(entry, dict):
+                        out.append((("rope_parameters", layer_type), entry))
+            else:
+                out.append((("rope_parameters",), params))
+        return out
+
+    def scaling_entry(self) -> tuple[tuple, dict]:
+        """The entry transformers v5 uses for the scaled layers (legacy rope_scaling wins)."""
+        if isinstance(self.section.get("rope_scaling"), dict) and self.section["rope_scaling"]:
+            return ("rope_scaling",), self.section["rope_scaling"]
+        params = self.section.get("rope_parameters")
+        if isinstance(params, dict):
+            if self.spec.nested is not None:
+                return ("rope_parameters", self.spec.scaled_layer_type), params.get(self.spec.scaled_layer_type) or {}
+            return ("rope_parameters",), params
+        return ("rope_scaling",), {}
+
+    def key(self, *path) -> str:
+        return ".".join(str(p) for p in (*self.prefix, *path))
+
+    def set(self, path: tuple, value: Any, file: str = CONFIG) -> tuple:
+        return ("set", file, (*self.prefix, *path) if file == CONFIG else tuple(path), value)
+
+    def delete(self, path: tuple) -> tuple:
+        return ("del", CONFIG, (*self.prefix, *path))
+
+    def engine_names(self, predicate: Callable[[dict], bool]) -> list[str]:
+        return [row["name"] for row in self.table if predicate(row)]
+
+    def served(self) -> int:
+        row = next(r for r in self.table if r["engine"] == "transformers5")
+        return row["context"] or self.spec.max_position_embeddings
+
+
+CHECKS: list[tuple[str, str, Callable[[Context], list[Finding]]]] = []
+
+
+def check(check_id: str, summary: str):
+    def register(fn):
+        CHECKS.append((check_id, summary, fn))
+        return fn
+    return register
+
+
+def _rope_type(entry: dict) -> str:
+    return str(entry.get("rope_type", entry.get("type", "default")))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------------------------------
+# The checks
+
+
+@check("yarn-factor-mismatch", "YaRN factor disagrees with max_position_embeddings / original")
+def _yarn_factor(ctx: Context) -> list[Finding]:
+    spec = ctx.spec
+    path, entry = ctx.scaling_entry()
+    rope_type = _rope_type(entry)
+    factor = entry.get("factor")
+    # Only YaRN ties the factor to the two lengths: Llama 3.1 ships llama3 ×8 over 8192 with 131072
+    # advertised (long-context training covers the rest), and vLLM serves llama3/longrope as advertised.
+    if rope_type != "yarn" or not isinstance(factor, (int, float)):
+        return []
+    L0 = ctx.section.get("original_max_position_embeddings", entry.get("original_max_position_embeddings"))
+    if not isinstance(L0, (int, float)) or L0 <= 0:
+        return []
+    max_pos = ctx.section.get("max_position_embeddings", spec.max_position_embeddings)
+    if math.isclose(max_pos, L0 * factor, rel_tol=1e-9):
+        return []
+    target = int(round(L0 * factor))
+    recomputed = max_pos / L0
+    return [Finding(
+        "yarn-factor-mismatch", "error", ctx.key("max_position_embeddings"),
+        f"YaRN factor {factor:g} × original {L0} = {target}, but max_position_embeddings is {max_pos}: "
+        f"vLLM serves {target} tokens while SGLang, TGI and llama.cpp serve {max_pos}; transformers "
+        f"4.51–4.55 and exllamav3 recompute the factor as {max_pos}/{L0} = {recomputed:.4g} and so compute "
+        "different frequencies",
+        f"set max_position_embeddings to {target} (= original × factor)",
+        ["vLLM", "SGLang", "TGI", "llama.cpp (after conversion)", "transformers 4.4x–4.5x", "exllamav3"],
+        [ctx.set(("max_position_embeddings",), target)])]
+
+
+@check("missing-original", "original_max_position_embeddings missing where the method needs it")
+def _missing_original(ctx: Context) -> list[Finding]:
+    path, entry = ctx.scaling_entry()
+    rope_type = _rope_type(entry)
+    if rope_type not in ("yarn", "llama3", "longrope"):
+        return []
+    top = ctx.section.get("original_max_position_embeddings")
+    nested = entry.get("original_max_position_embeddings")
+    max_pos = ctx.section.get("max_position_embeddings", ctx.spec.max_position_embeddings)
+    factor = entry.get("factor")
+    out = []
+    if top is None and nested is None:
+        guess = max_pos / factor if isinstance(factor, (int, float)) and factor > 1 else None
+        patch = []
+        fix = "add original_max_position_embeddings (the trained context) to the scaling entry"
+        if guess is not None and guess == int(guess):
+            fix = (f"add original_max_position_embeddings = {int(guess)} (max_position_embeddings / factor), "
+                   "if that is the trained context")
+            patch = [ctx.set((*path, "original_max_position_embeddings"), int(guess))]
+            if rope_type in ("llama3", "longrope"):
+                patch.append(ctx.set(("original_max_position_embeddings",), int(guess)))
+        out.append(Finding(
+            "missing-original", "error", ctx.key(*path, "original_max_position_embeddings"),
+            f"{rope_type} has no original_max_position_embeddings: transformers v5 silently takes "
+            f"max_position_embeddings ({max_pos}) as the trained context, which moves the {rope_type} ramp; "
+            "vLLM and TGI fail or guess differently",
+            fix, ["transformers ≥ 5", "vLLM", "TGI", "llama.cpp (after conversion)"], patch))
+        return out
+    if top is None and rope_type in ("llama3", "longrope"):
+        if rope_type == "llama3":
+            harmless = nested == 8192
+            problem = ("llama3 has original_max_position_embeddings only inside the scaling entry: llama.cpp's "
+                       "converter reads it at top level and defaults to 8192"
+                       + (" (which matches here)" if harmless else f", not {nested}: its rope_freqs come out wrong"))
+            engines = ["llama.cpp (after conversion)"]
+        else:
+            harmless = False
+            problem = ("longrope has original_max_position_embeddings only inside the scaling entry: Phi3's "
+                       "modelling code, TGI and llama.cpp read it at top level")
+            engines = ["transformers 4.4x–4.5x", "TGI", "llama.cpp (after conversion)"]
+        out.append(Finding(
+            "missing-original", "info" if harmless else "warning", ctx.key("original_max_position_embeddings"),
+            problem, f"add top-level original_max_position_embeddings = {nested}", engines,
+            [ctx.set(("original_max_position_embeddings",), nested)]))
+    return out
+
+
+@check("type-and-rope-type", "`type` and `rope_type` both present, or in conflict")
+def _type_keys(ctx: Context) -> list[Finding]:
+    out = []
+    for path, entry in ctx.entries():
+        if "type" not in entry or "rope_type" not in entry:
+            continue
+        if entry["type"] != entry["rope_type"]:
+            out.append(Finding(
+                "type-and-rope-type", "error", ctx.key(*path, "type"),
+                f"{'.'.join(path)} has type={entry['type']!r} and rope_type={entry['rope_type']!r}: vLLM refuses "
+                "the conflict, transformers ≥ 5 uses rope_type, transformers 4.x and TGI use type",
+                f"remove type (keep rope_type {entry['rope_type']!r}), after checking which one is right",
+                ["vLLM", "transformers ≥ 5", "transformers 4.4x–4.5x", "TGI", "exllamav2"],
+                [ctx.delete((*path, "type"))]))
+        else:
+            out.append(Finding(
+                "type-and-rope-type", "warning", ctx.key(*path, "type"),
+                f"{'.'.join(path)} has both type and rope_type ({entry['rope_type']!r}): exllamav2 asserts on that",
+                "remove the legacy type key", ["exllamav2"], [ctx.delete((*path, "type"))]))
+    return out
+
+
+def _normalised(entry: dict) -> dict:
+    d = {k: v for k, v in entry.items() if k not in ("rope_theta", "partial_rotary_factor", "type")}
+    d["rope_type"] = _rope_type(entry)
+    return {k: (float(v) if _is_int(v) else v) for k, v in d.items()}
+
+
+@check("stale-rope-scaling", "a stale rope_scaling beside rope_parameters with different values")
+def _stale(ctx: Context) -> list[Finding]:
+    legacy = ctx.section.get("rope_scaling")
+    params = ctx.section.get("rope_parameters")
+    if not isinstance(legacy, dict) or not legacy or not isinstance(params, dict) or not params:
+        return []
+    if ctx.spec.nested is not None:
+        target_path = ("rope_parameters", ctx.spec.scaled_layer_type)
+        current = params.get(ctx.spec.scaled_layer_type) or {}
+    else:
+        target_path, current = ("rope_parameters",), params
+    if _normalised(legacy) == _normalised(current):
+        return []
+    diff = sorted(k for k in set(_normalised(legacy)) | set(_normalised(current))
+                  if _normalised(legacy).get(k) != _normalised(current).get(k))
+    merged = {**{k: v for k, v in current.items() if k in ("rope_theta", "partial_rotary_factor")},
+              **{k: v for k, v in legacy.items() if k != "type"}}
+    merged["rope_type"] = _rope_type(legacy)
+    return [Finding(
+        "stale-rope-scaling", "error", ctx.key("rope_scaling"),
+        f"rope_scaling and {'.'.join(target_path)} disagree ({', '.join(diff)}): transformers ≥ 5 (and vLLM/SGLang "
+        "through it) use rope_scaling, while a re-save by transformers ≥ 5 keeps only rope_parameters, so the "
+        "model changes behaviour the next time it is saved",
+        f"make {'.'.join(target_path)} carry rope_scaling's values (what engines use today), or delete the stale one",
+        ["transformers ≥ 5", "vLLM", "SGLang"],
+        [ctx.set(target_path, merged)])]
+
+
+@check("original-disagrees", "top-level original_max_position_embeddings disagrees with the nested one")
+def _original_disagrees(ctx: Context) -> list[Finding]:
+    top = ctx.section.get("original_max_position_embeddings")
+    path, entry = ctx.scaling_entry()
+    nested = entry.get("original_max_position_embeddings")
+    if top is None or nested is None or top == nested or _rope_type(entry) == "default":
+        return []
+    max_pos = ctx.section.get("max_position_embeddings", ctx.spec.max_position_embeddings)
+    factor = entry.get("factor")
+    right = nested
+    if isinstance(factor, (int, float)) and math.isclose(top * factor, max_pos) and not math.isclose(nested * factor, max_pos):
+        right = top
+    patch = [ctx.set(("original_max_position_embeddings",), right), ctx.set((*path, "original_max_position_embeddings"), right)]
+    return [Finding(
+        "original-disagrees", "error", ctx.key("original_max_position_embeddings"),
+        f"top-level original_max_position_embeddings ({top}) disagrees with {'.'.join(path)}'s ({nested}): "
+        "transformers ≥ 5 and vLLM use the top-level one, transformers 4.x, TGI, exllamav2 and llama.cpp's YaRN "
+        "conversion the nested one, so engines compute different frequencies",
+        f"set both to {right}" + (" (the one consistent with max_position_embeddings / factor)"
+                                   if right == top else " (the scaling entry's own value)"),
+        ["transformers ≥ 5", "vLLM", "transformers 4.4x–4.5x", "TGI", "exllamav2", "llama.cpp (after conversion)"],
+        patch)]
+
+
+@check("linear-max-multiplied", "linear/dynamic with max_position_embeddings already multiplied")
+def _linear_multiplied(ctx: Context) -> list[Finding]:
+    path, entry = ctx.scaling_entry()
+    rope_type = _rope_type(entry)
+    factor = entry.get("factor")
+    if rope_type not in ("linear", "dynamic") or not isinstance(factor, (int, float)) or factor <= 1:
+        return []
+    max_pos = ctx.section.get("max_position_embeddings", ctx.spec.max_position_embeddings)
+    L0 = ctx.section.get("original_max_position_embeddings", entry.get("original_max_position_embeddings"))
+    model_type = ctx.spec.model_type
+    vllm = next(r for r in ctx.table if r["engine"] == "vllm")
+    if model_type.startswith("gemma3"):
+        return [Finding(
+            "linear-max-multiplied", "info", ctx.key("max_position_embeddings"),
+            f"Gemma 3 ships {rope_type} ×{factor:g} with max_position_embeddings {max_pos} already scaled; vLLM "
+            "special-cases gemma3 and serves it as is, while engines that multiply by the factor (SGLang) "
+            f"advertise {int(max_pos * factor)}",
+            "nothing to change for vLLM/transformers; cap the context explicitly in other engines",
+            ["SGLang"])]
+    if not isinstance(L0, (int, float)) or not math.isclose(max_pos, L0 * factor):
+        return []
+    return [Finding(
+        "linear-max-multiplied", "error", ctx.key("max_position_embeddings"),
+        f"{rope_type} ×{factor:g} with max_position_embeddings {max_pos} = {L0} × {factor:g} already: vLLM and "
+        f"SGLang multiply it by the factor again and serve {vllm['context']} tokens (L0·s²), far past what the "
+        "scaling covers" + ("; transformers and TGI take max_position_embeddings as the trained length for "
+                            "dynamic, so it only starts scaling past it" if rope_type == "dynamic" else ""),
+        f"set max_position_embeddings back to the trained context {L0}",
+        ["vLLM", "SGLang"] + (["transformers ≥ 5", "TGI"] if rope_type == "dynamic" else []),
+        [ctx.set(("max_position_embeddings",), int(L0))])]
+
+
+@check("type-not-portable", "`dynamic` or `ntk` scaling types, and where they are not honoured")
+def _not_portable(ctx: Context) -> list[Finding]:
+    path, entry = ctx.scaling_entry()
+    rope_type = _rope_type(entry)
+    factor = entry.get("factor")
+    if rope_type == "dynamic":
+        how = {eng.STATIC: "static (computed once at max_position_embeddings × factor)", eng.DROPPED: "dropped",
+               eng.REFUSED: "refused"}
+        parts = []
+        for engine in eng.ENGINES:
+            status = engine.types.value.get("dynamic")
+            if status in how:
+                parts.append(f"{engine.name}: {how[status]}")
+        return [Finding(
+            "type-not-portable", "warning", ctx.key(*path, "rope_type"),
+            "dynamic NTK is honoured only by transformers and TGI; " + "; ".join(parts),
+            f"convert to a static method every engine reads: `ropeconv extend MODEL --method yarn --factor "
+            f"{factor if factor is not None else 'S'} --rebase` (or --method ntk)",
+            [p.split(":")[0] for p in parts])]
+    if rope_type == "ntk":
+        return [Finding(
+            "type-not-portable", "error", ctx.key(*path, "rope_type"),
+            "rope_type 'ntk' exists only in vLLM: transformers, SGLang, TGI, llama.cpp and exllama do not know it",
+            "express static NTK as plain RoPE with a larger θ: `ropeconv extend MODEL --method ntk --factor "
+            f"{factor if factor is not None else 'S'} --rebase`",
+            ["transformers ≥ 5", "transformers 4.4x–4.5x", "SGLang", "TGI", "llama.cpp (after conversion)",
+             "exllamav2", "exllamav3"])]
+    return []
+
+
+def _default_attention(rope_type: str, entry: dict, spec: RopeSpec) -> float | None:
+    factor = entry.get("factor")
+    if rope_type == "yarn" and isinstance(factor, (int, float)):
+        return yarn_attention_factor(float(factor), {k: v for k, v in entry.items() if k != "attention_factor"})
+    if rope_type == "longrope":
+        if not isinstance(factor, (int, float)):
+            factor = spec.max_position_embeddings / spec.original_context
+        return longrope_attention_factor(float(factor), spec.original_context, {})
+    return None
+
+
+@check("attention-factor-ignored", "an explicit attention_factor that several engines ignore")
+def _attention_factor(ctx: Context) -> list[Finding]:
+    path, entry = ctx.scaling_entry()
+    value = entry.get("attention_factor")
+    rope_type = _rope_type(entry)
+    if value is None or not isinstance(value, (int, float)):
+        return []
+    default = _default_attention(rope_type, entry, ctx.spec)
+    ignoring = ctx.engine_names(lambda r: r["attention_factor"].startswith("differs"))
+    if default is not None and math.isclose(float(value), default, rel_tol=1e-6):
+        return [Finding(
+            "attention-factor-ignored", "info", ctx.key(*path, "attention_factor"),
+            f"attention_factor {value:g} equals the default every engine computes for {rope_type}; it is redundant",
+            "remove it (engines that ignore it compute the same value)", [],
+            [ctx.delete((*path, "attention_factor"))])]
+    return [Finding(
+        "attention-factor-ignored", "warning", ctx.key(*path, "attention_factor"),
+        f"attention_factor {value:g} differs from the {rope_type} default"
+        + (f" {default:.6g}" if default is not None else "")
+        + ": older vLLM, SGLang, TGI and exllamav2 ignore it and llama.cpp recomputes it, so their logits are "
+          "scaled differently" + (f" (differs here in: {', '.join(ignoring)})" if ignoring else ""),
+        "keep it only if the model was trained with it; otherwise remove it",
+        ignoring or ["SGLang", "TGI", "exllamav2", "llama.cpp (after conversion)"])]
+
+
+@check("integer-values", "integer values where transformers expects floats")
+def _integers(ctx: Context) -> list[Finding]:
+    out = []
+    for path, entry in ctx.entries():
+        for key in FLOAT_PARAMS:
+            value = entry.get(key)
+            if not _is_int(value):
+                continue
+            severe = key == "attention_factor"
+            out.append(Finding(
+                "integer-values", "warning" if severe else "info", ctx.key(*path, key),
+                f"{'.'.join(path)}.{key} is the integer {value}: "
+                + ("transformers ≥ 5 warns that attention_factor must be a float" if severe else
+                   "transformers 4.x warns that it must be a float (5.x accepts it)"),
+                f"write it as {float(value)!r}",
+                ["transformers ≥ 5"] if severe else ["transformers 4.4x–4.5x"],
+                [ctx.set((*path, key), float(value))]))
+    return out
+
+
+@check("tokenizer-cap", "tokenizer model_max_length capping the context")
+def _tokenizer(ctx: Context) -> list[Finding]:
+    if not isinstance(ctx.tokenizer, dict):
+        return []
+    limit = ctx.tokenizer.get("model_max_length")
+    if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit >= NO_LIMIT:
+        return []
+    served = ctx.served()
+    if limit >= served:
+        return []
+    return [Finding(
+        "tokenizer-cap", "warning", f"{TOKENIZER_CONFIG}:model_max_length",
+        f"tokenizer_config.json caps model_max_length at {int(limit)}, below the {served} tokens the config gives: "
+        "tokenizers truncate there (truncation=True) and warn past it, and vLLM caps pooling models at it",
+        f"raise model_max_length to {served}", ["transformers (tokenizer)", "vLLM"],
+        [ctx.set(("model_max_length",), served, file=TOKENIZER_CONFIG)])]
+
+
+@check("stored-buffers", "stored rotary buffers that disagree with the config")
+def _buffers(ctx: Context) -> list[Finding]:
+    if not ctx.buffers or ctx.folder is None:
+        return []
+    from ropeconv.buffers import decode, read_tensor_bytes
+
+    want, attention = eng.intended(ctx.spec)
+    base, _ = unscaled(ctx.spec.basis())
+    remote = bool(ctx.config.get("auto_map"))
+    bad, unscaled_hits = [], 0
+    for buf in ctx.buffers:
+        dtype, shape, raw = read_tensor_bytes(ctx.folder / buf.file, buf.name)
+        values = decode(raw, dtype)
+        tol = 1e-5 if dtype in ("F32", "F64") else 1e-2
+        if buf.kind == "inv_freq":
+            ok = eng.same(values, want, rel=tol)
+            unscaled_hits += (not ok) and eng.same(values, base, rel=tol)
+        else:
+            ok = _cache_matches(buf, shape, values, want, attention, tol)
+        if not ok:
+            bad.append(buf)
+    if not bad:
+        return []
+    names = ", ".join(b.name for b in bad[:3]) + (f" … ({len(bad)} in all)" if len(bad) > 3 else "")
+    what = ("hold the unscaled frequencies" if unscaled_hits == len(bad) and ctx.spec.is_scaled
+            else "do not match the frequencies the config gives")
+    return [Finding(
+        "stored-buffers", "error" if remote else "warning", names,
+        f"stored rotary buffers {what}: TGI's loader"
+        + (" and this model's remote code (auto_map)" if remote else "")
+        + " read them, while transformers ≥ 4.32 ignores them, so engines disagree",
+        "rewrite them from the config (ropeconv check --fix, or ropeconv extend --buffers rewrite), or drop them",
+        ["TGI"] + (["remote code"] if remote else []),
+        [("buffers",)])]
+
+
+def _cache_matches(buf, shape, values, inv, attention, tol) -> bool:
+    positions, width = shape[-2], shape[-1]
+    freqs = list(inv) + list(inv) if width == 2 * len(inv) else list(inv)
+    if len(freqs) != width or positions < 2:
+        return False
+    row = values[width:2 * width]  # position 1
+    fn = math.cos if buf.kind == "cos" else math.sin
+    return all(math.isclose(v, fn(f) * attention, rel_tol=tol, abs_tol=tol) for v, f in zip(row, freqs))
+
+
+@check("longrope-length", "longrope factor lists of the wrong length")
+def _longrope_lists(ctx: Context) -> list[Finding]:
+    out = []
+    expected = ctx.spec.rotary_dim // 2
+    for path, entry in ctx.entries():
+        if _rope_type(entry) not in ("longrope", "su"):
+            continue
+        for key in ("short_factor", "long_factor"):
+            values = entry.get(key)
+            if isinstance(values, list) and len(values) != expected:
+                out.append(Finding(
+                    "longrope-length", "error", ctx.key(*path, key),
+                    f"{key} has {len(values)} numbers but the model rotates {ctx.spec.rotary_dim} dims "
+                    f"({expected} pairs): transformers warns and then fails to broadcast, vLLM and llama.cpp refuse",
+                    f"supply exactly {expected} factors (rotary dims / 2)",
+                    ["transformers ≥ 5", "vLLM", "llama.cpp (after conversion)"]))
+    return out
+
+
+@check("trained-shorter", "a trained length shorter than advertised (Qwen3)")
+def _trained_shorter(ctx: Context) -> list[Finding]:
+    family = ctx.spec.family
+    if not family or not family.trained_context:
+        return []
+    trained = family.trained_context
+    max_pos = ctx.spec.max_position_embeddings
+    if not ctx.spec.is_scaled and max_pos > trained:
+        return [Finding(
+            "trained-shorter", "warning", ctx.key("max_position_embeddings"),
+            f"{family.note}: positions past {trained} are extrapolated in every engine",
+            f"serve at most {trained} tokens, or extend from the trained length: `ropeconv extend MODEL --method "
+            f"yarn --factor 4 --original-context {trained}`", ["all engines"])]
+    if ctx.spec.is_scaled and ctx.spec.original_context > trained:
+        return [Finding(
+            "trained-shorter", "warning", ctx.key("original_max_position_embeddings"),
+            f"the scaling starts from {ctx.spec.original_context} tokens, but {family.name} was trained at {trained}",
+            f"rebase the scaling on {trained}: `ropeconv extend MODEL --method {ctx.spec.rope_type} --rebase "
+            f"--original-context {trained} --target-context {ctx.spec.served_context()}`", ["all engines"])]
+    return []
+
+
+@check("sliding-scaled", "scaling applied to sliding-window layers in nested configs")
+def _sliding(ctx: Context) -> list[Finding]:
+    params = ctx.section.get("rope_parameters")
+    if ctx.spec.nested is None or not isinstance(params, dict):
+        return []
+    out = []
+    for layer_type, entry in params.items():
+        if layer_type == FULL_ATTENTION or not isinstance(entry, dict) or _rope_type(entry) == "default":
+            continue
+        theta = entry.get("rope_theta", ctx.section.get("rope_local_base_freq", 10000.0))
+        out.append(Finding(
+            "sliding-scaled", "warning", ctx.key("rope_parameters", layer_type),
+            f"{layer_type} layers are scaled ({_rope_type(entry)}): they only ever see distances up to the sliding "
+            "window, so scaling them changes the short-range behaviour they were trained with, in every engine",
+            f"set rope_parameters.{layer_type} back to default RoPE (θ {float(theta):g}); scale only {FULL_ATTENTION}",
+            ["all engines"],
+            [ctx.set(("rope_parameters", layer_type), {"rope_type": "default", "rope_theta": float(theta)})]))
+    return out
+
+
+@check("missing-top-theta", "a missing top-level rope_theta that older readers need")
+def _top_theta(ctx: Context) -> list[Finding]:
+    section = ctx.section
+    if "rope_theta" in section or "rotary_emb_base" in section:
+        return []
+    params = section.get("rope_parameters")
+    if not isinstance(params, dict) or ctx.spec.nested is not None:
+        return []
+    theta = params.get("rope_theta")
+    if theta is None:
+        return []
+    losers = ctx.engine_names(lambda r: any("rope_theta" in n for n in r["notes"]))
+    harmless = math.isclose(float(theta), 10000.0)
+    return [Finding(
+        "missing-top-theta", "info" if harmless else "warning", ctx.key("rope_theta"),
+        f"rope_theta ({float(theta):g}) is only inside rope_parameters (as transformers ≥ 5 saves it): "
+        "transformers 4.x, TGI, exllamav2 and older llama.cpp converters read the top-level key and fall "
+        "back to θ = 10000" + (", which happens to match" if harmless else ""),
+        f"add top-level rope_theta = {float(theta)!r}", losers or ["transformers 4.4x–4.5x", "exllamav2"],
+        [ctx.set(("rope_theta",), float(theta))])]
+
+
+@check("missing-legacy-scaling", "scaling only in rope_parameters, unseen by older readers")
+def _legacy_scaling(ctx: Context) -> list[Finding]:
+    section = ctx.section
+    params = section.get("rope_parameters")
+    if (not isinstance(params, dict) or ctx.spec.nested is not None or isinstance(section.get("rope_scaling"), dict)
+            and section.get("rope_scaling")):
+        return []
+    if _rope_type(params) == "default":
+        return []
+    entry = {k: v for k, v in params.items() if k not in ("rope_theta", "partial_rotary_factor", "type")}
+    entry["rope_type"] = _rope_type(params)
+    return [Finding(
+        "missing-legacy-scaling", "warning", ctx.key("rope_scaling"),
+        f"the {entry['rope_type']} scaling is only in rope_parameters: transformers 4.x, TGI, exllamav2 and "
+        "older llama.cpp converters read rope_scaling and run the model unscaled",
+        "add rope_scaling with the same values (ropeconv writes both shapes)",
+        ["transformers 4.4x–4.5x", "TGI", "exllamav2", "llama.cpp (after conversion)"],
+        [ctx.set(("rope_scaling",), entry)])]
+
+
+@check("bad-values", "a factor below 1, beta_fast below beta_slow, or a method the family refuses")
+def _bad_values(ctx: Context) -> list[Finding]:
+    out = []
+    path, entry = ctx.scaling_entry()
+    rope_type = _rope_type(entry)
+    factor = entry.get("factor")
+    if rope_type != "default" and isinstance(factor, (int, float)) and factor < 1:
+        out.append(Finding("bad-values", "error", ctx.key(*path, "factor"),
+                           f"factor {factor:g} is below 1: it shrinks the context (transformers warns, engines differ)",
+                           "use a factor ≥ 1", ["all engines"]))
+    if rope_type == "yarn" and (entry.get("beta_fast") or 32) < (entry.get("beta_slow") or 1):
+        out.append(Finding("bad-values", "error", ctx.key(*path, "beta_fast"),
+                           "beta_fast is below beta_slow: the YaRN ramp runs backwards",
+                           "swap them (defaults: beta_fast 32, beta_slow 1)", ["all engines"]))
+    family = ctx.spec.family
+    if family and family.methods is not None and rope_type != "default" and rope_type not in family.methods:
+        out.append(Finding("bad-values", "error", ctx.key(*path, "rope_type"),
+                           f"{ctx.spec.model_type} with {rope_type}: {family.methods_reason}",
+                           f"use {' or '.join(family.methods) or 'no scaling'}", ["transformers ≥ 5"]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the checks
+
+
+def check_config(config: dict, *, folder: Path | None = None, tokenizer: dict | None = None,
+                 buffers: list | None = None, original_context: int | None = None) -> dict:
+    """All findings and the engine table for a parsed config.json (plus what sits beside it)."""
+    try:
+        spec = read_spec(config, original_context=original_context)
+        defaulted = spec.defaulted
+    except RopeconvError as exc:
+        model_type = (config.get("model_type") or "") if isinstance(config, dict) else ""
+        family = family_of(model_type)
+        if family and family.position in POSITION_EXPLAINED or "uses " in exc.problem:
+            finding = Finding("not-rope", "info", "model_type", exc.problem.replace(" uses ", " uses ", 1),
+                              "nothing to check: ropeconv only converts RoPE models", [])
+            return {"model_type": model_type, "rope": None, "findings": [finding.to_dict()], "engines": [],
+                    "_findings": [finding], "_spec": None}
+        raise
+    path, section = language_section(config)
+    ctx = Context(config=config, spec=spec, section=section, prefix=path, folder=folder, tokenizer=tokenizer,
+                  buffers=buffers)
+    ctx.table = eng.engine_table(config, spec)
+    findings: list[Finding] = []
+    if defaulted:
+        findings.append(Finding("class-defaults", "info", ctx.key(*defaulted[:1]),
+                                f"config.json leaves {', '.join(defaulted)} to the {spec.model_type} class defaults; "
+                                "read with transformers' defaults", "nothing to change", []))
+    for _, _, fn in CHECKS:
+        findings.extend(fn(ctx))
+    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
+    return {"model_type": spec.model_type, "rope": _summary(spec, ctx), "findings": [f.to_dict() for f in findings],
+            "engines": ctx.table, "_findings": findings, "_spec": spec}
+
+
+def _summary(spec: RopeSpec, ctx: Context) -> dict:
+    return {"rope_type": spec.rope_type, "rope_theta": spec.theta, "rotary_dim": spec.rotary_dim,
+            "original_context": spec.original_context, "max_position_embeddings": spec.max_position_embeddings,
+            "served_context": ctx.served(), "config_shape": spec.shape,
+            "nested_layer_types": sorted(spec.nested) if spec.nested else None}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
+    from ropeconv.buffers import find_buffers
+    from ropeconv.source import read_config
+
+    config = read_config(folder)
+    tokenizer = _read_json(folder / TOKENIZER_CONFIG)
+    try:
+        buffers = find_buffers(folder)
+    except RopeconvError:
+        buffers = []
+    return check_config(config, folder=folder, tokenizer=tokenizer, buffers=buffers,
+                        original_context=original_context)
+
+
+def counts(findings: list[dict]) -> dict:
+    return {s: sum(f["severity"] == s for f in findings) for s in SEVERITIES}
+
+
+def run_check(model: str, *, original_context: int | None = None, fix: bool = False, output: Path | None = None,
+              force: bool = False) -> dict:
+    """`ropeconv check MODEL [--fix -o DIR]` as a library call; the result is JSON-able."""
+    from ropeconv.source import resolve
+
+    source = resolve(model, need="headers")
+    if source.kind == "gguf":
+        result = check_gguf(source.path)
+    else:
+        result = check_folder(source.path, original_context=original_context)
+    result = {"source": source.to_dict(), **result}
+    if fix:
+        if output is None:
+            raise RopeconvError("--fix needs an output folder", "pass -o DIR (the source is never modified)")
+        if source.kind == "gguf":
+            raise RopeconvError("--fix does not rewrite GGUF files", "fix the Hugging Face model and convert again")
+        result["fix"] = apply_fixes(source.path, result["_findings"], result["_spec"], Path(output), force=force,
+                                    original_context=original_context)
+    result.pop("_findings", None)
+    result.pop("_spec", None)
+    result["counts"] = counts(result["findings"])
+    result["exit_code"] = exit_code_for(result)
+    return result
+
+
+def exit_code_for(result: dict) -> int:
+    findings = result.get("fix", {}).get("after", {}).get("findings") if result.get("fix") else None
+    return EXIT_FAILED if any(f["severity"] == "error" for f in (findings if findings is not None
+                                                                 else result["findings"])) else EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# Fixing
+
+
+def _apply(obj: dict, op: tuple) -> None:
+    kind, _file, path, *value = op
+    target = obj
+    for key in path[:-1]:
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    if kind == "set":
+        target[path[-1]] = copy.deepcopy(value[0])
+    elif kind == "del":
+        target.pop(path[-1], None)
+
+
+def apply_fixes(folder: Path, findings: list[Finding], spec: RopeSpec | None, dest: Path, *, force: bool = False,
+                original_context: int | None = None) -> dict:
+    """Write `folder` with every automatic fix applied to `dest` (atomic; the source is untouched)."""
+    from ropeconv.output import FilePlan, write_model
+    from ropeconv.source import read_config
+
+    config = read_config(folder)
+    tokenizer = _read_json(folder / TOKENIZER_CONFIG)
+    fixable = [f for f in findings if f.fixable]
+    applied = {f.check for f in fixable}
+    new_config = copy.deepcopy(config)
+    new_tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
+    round_findings = fixable
+    for _ in range(3):  # a fix can uncover another (a corrected length moves the tokenizer cap)
+        ops = [op for f in round_findings for op in f.patch if op[0] in ("set", "del")]
+        if not ops:
+            break
+        for op in sorted(ops, key=lambda o: o[0] == "del"):  # sets first, then deletions
+            if op[1] == CONFIG:
+                _apply(new_config, op)
+            elif op[1] == TOKENIZER_CONFIG and new_tokenizer is not None:
+                _apply(new_tokenizer, op)
+        again = check_config(new_config, tokenizer=new_tokenizer, original_context=original_context)["_findings"]
+        round_findings = [f for f in again if f.fixable and f.check != "stored-buffers"]
+        applied |= {f.check for f in round_findings}
+    plan = FilePlan()
+    if new_config != config:
+        plan.json_files[CONFIG] = new_config
+    if new_tokenizer is not None and new_tokenizer != tokenizer:
+        plan.json_files[TOKENIZER_CONFIG] = new_tokenizer
+    if any(op[0] == "buffers" for f in fixable for op in f.patch):
+        _plan_buffer_rewrite(folder, new_config, plan, original_context)
+    if not plan.json_files and not plan.shard_writers:
+        raise RopeconvError("none of the findings has an automatic fix", "apply the fixes listed by hand")
+    report = write_model(folder, dest, plan, force=force)
+    after = check_folder(dest, original_context=original_context)
+    after.pop("_findings", None)
+    after.pop("_spec", None)
+    return {"output": str(dest), "applied": sorted(applied),
+            "not_fixed": [f.to_dict() for f in findings if not f.fixable and f.severity != "info"],
+            "files": report.to_dict(), "after": {"findings": after["findings"], "counts": counts(after["findings"])}}
+
+
+def _plan_buffer_rewrite(folder: Path, config: dict, plan, original_context: int | None) -> None:
+    from ropeconv.buffers import buffer_values, find_buffers, rewrite_shard
+
+    spec = read_spec(config, original_context=original_context)
+    inv, attention = eng.intended(spec)
+    by_file: dict[str, dict] = {}
+    for buf in find_buffers(folder):
+        by_file.setdefault(buf.file, {})[buf.name] = buffer_values(buf, inv, attention)
+    for name, replace in by_file.items():
+        src = folder / name
+
+        def writer(dst: Path, src=src, replace=replace) -> None:
+            rewrite_shard(src, dst, replace, set())
+
+        plan.shard_writers[name] = writer
+
+
+# --------------------------------------------------------------------------------------------------
+# GGUF
+
+
+def check_gguf(path: Path) -> dict:
+    """Checks on a GGUF file's rope metadata (what llama.cpp will read)."""
+    from ropeconv import gguf_io  # noqa: F401  (the GGUF reader lives there)
+
+    info = gguf_io.inspect_gguf(path)
+    meta = _gguf_rope_keys(info)
+    findings = gguf_findings(meta)
+    spec = info.get("spec") or {}
+    rope = {"rope_type": spec.get("rope_type"), "rope_theta": spec.get("rope_theta"),
+            "rotary_dim": spec.get("rotary_dim"), "original_context": spec.get("original_context"),
+            "max_position_embeddings": spec.get("max_position_embeddings"),
+            "served_context": meta.get("context_length"), "gguf_keys": meta}
+    return {"model_type": meta.get("arch"), "rope": rope if spec else None,
+            "findings": [f.to_dict() for f in findings], "engines": [], "_findings": findings, "_spec": None}
+
+
+def _gguf_rope_keys(info: dict) -> dict:
+    """{short key: value} of the `{arch}.` rope keys `gguf_io.inspect_gguf` reports, plus the arch."""
+    gguf = info.get("gguf") or {}
+    arch = gguf.get("architecture")
+    out: dict = {"arch": arch}
+    for key, value in (gguf.get("rope_keys") or {}).items():
+        if arch and key.startswith(f"{arch}."):
+            out[key[len(arch) + 1:]] = value
+    return out
+
+
+def gguf_findings(meta: dict) -> list[Finding]:
+    """llama.cpp rules on GGUF rope keys (short names without the `{arch}.` prefix)."""
+    arch = meta.get("arch") or "{arch}"
+    out: list[Finding] = []
+    kind = meta.get("rope.scaling.type")
+    factor = meta.get("rope.scaling.factor")
+    ctx_len = meta.get("context_length")
+    orig = meta.get("rope.scaling.original_context_length")
+    if kind == "yarn":
+        if not orig:
+            out.append(Finding("gguf-yarn-original", "error", f"{arch}.rope.scaling.original_context_length",
+                               "YaRN without original_context_length: llama.cpp cannot place the ramp",
+                               "set it to the trained context (convert again from a config that has "
+                               "original_max_position_embeddings)", ["llama.cpp"]))
+        elif factor and ctx_len and not math.isclose(ctx_len, orig * factor):
+            out.append(Finding("gguf-yarn-context", "error", f"{arch}.context_length",
+                               f"context_length {ctx_len} ≠ original_context_length {orig} × factor {factor:g}: "
+                               "llama-server caps the context at context_length",
+                               f"set context_length to {int(orig * factor)}", ["llama.cpp"]))
+    if kind in ("linear", "yarn") and (not factor or factor <= 1):
+        out.append(Finding("gguf-factor", "error", f"{arch}.rope.scaling.factor",
+                           f"rope.scaling.type {kind} without a factor above 1", "set rope.scaling.factor",
+                           ["llama.cpp"]))
+    return out
+
+
+def list_checks() -> list[dict]:
+    return [{"check": cid, "summary": summary} for cid, summary, _ in CHECKS]

@@ -1,0 +1,86 @@
+"""`ropeconv check`: portability findings for a model's RoPE config, an engine table, and --fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+
+STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check", help="Check a model's RoPE config for engine portability (exit 1 on errors, for CI).",
+                no_args_is_help=True)(check_command)
+
+
+def check_command(
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    fix: bool = typer.Option(False, "--fix", help="Write a copy with every automatic fix applied (needs -o)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output folder for --fix (the source is never modified)."),
+    force: bool = typer.Option(False, "--force", help="With --fix: replace an existing non-empty output folder."),
+    original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
+    engines: bool = typer.Option(True, "--engines/--no-engines", help="Show the per-engine table."),
+    as_json: bool = JSON_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    def body() -> dict:
+        from ropeconv.check import run_check
+
+        return run_check(model, original_context=original_context, fix=fix, output=output, force=force)
+
+    run(body, as_json=as_json, debug=debug, render=lambda r: render_check(r, show_engines=engines),
+        exit_code=lambda r: r["exit_code"])
+
+
+def render_check(result: dict, show_engines: bool = True) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = console()
+    where = result["source"].get("repo_id") or result["source"]["path"]
+    rope = result.get("rope") or {}
+    head = f"[bold]{escape(where)}[/] ({escape(str(result.get('model_type') or '?'))}"
+    if rope.get("rope_type"):
+        head += (f", {rope['rope_type']}, θ {rope['rope_theta']:g}, L0 {rope['original_context']}, "
+                 f"gives {rope['served_context']} tokens")
+    out.print(head + ")")
+    _print_findings(out, result["findings"])
+    if show_engines and result.get("engines"):
+        table = Table(title="what each engine does with it", title_justify="left")
+        for col in ("engine", "context", "inv_freq", "attention factor", "notes"):
+            table.add_column(col)
+        for row in result["engines"]:
+            inv_style = "green" if row["inv_freq"] == "as intended" else "red"
+            att_style = "green" if row["attention_factor"] == "as intended" else "red"
+            table.add_row(row["name"], str(row["context"] if row["context"] is not None else "—"),
+                          f"[{inv_style}]{escape(row['inv_freq'])}[/]",
+                          f"[{att_style}]{escape(row['attention_factor'])}[/]",
+                          escape("; ".join(row["notes"])))
+        out.print(table)
+    c = result["counts"]
+    out.print(f"{c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
+    if result.get("fix"):
+        fx = result["fix"]
+        out.print(f"[bold]fixed[/] ({', '.join(fx['applied'])}) → {escape(fx['output'])}")
+        after = fx["after"]["counts"]
+        out.print(f"after the fixes: {after['error']} error(s), {after['warning']} warning(s), {after['info']} info")
+        for f in fx["not_fixed"]:
+            out.print(f"  [yellow]not fixed automatically:[/] {escape(f['check'])} — {escape(f['fix'])}")
+
+
+def _print_findings(out, findings: list[dict]) -> None:
+    from rich.markup import escape
+
+    if not findings:
+        out.print("[green]no findings[/]")
+        return
+    for f in findings:
+        sev = f["severity"]
+        out.print(f"[{STYLE[sev]}]{sev:<7}[/] [bold]{escape(f['check'])}[/] {escape(f['key'])}")
+        out.print(f"        {escape(f['problem'])}")
+        if f["engines"]:
+            out.print(f"        engines: {escape(', '.join(f['engines']))}")
+        out.print(f"        fix: {escape(f['fix'])}" + (" [dim](--fix applies it)[/]" if f["auto_fix"] else ""))

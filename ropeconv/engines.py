@@ -1,0 +1,449 @@
+"""What each inference engine makes of a config.json: its rules as data, and their evaluation.
+
+Every rule carries a note of where it comes from. `verified` means the rule was read in that
+engine's own source (the place is named); the others are taken from ropeconv's reference notes
+(themselves read from the engines' sources) and not re-read here.
+
+`engine_table(config, spec)` answers, per engine: which context it will serve, and whether the
+inverse frequencies and the attention factor come out as the config intends. "Intended" is what
+transformers ≥ 5 computes from the config (that is `RopeSpec.inv_freq()`); for `dynamic` it is the
+frequencies at the context the config advertises. Pure Python: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ropeconv.methods import Basis, compute, unscaled
+from ropeconv.spec import RopeSpec
+
+# How an engine treats each scaling type.
+HONOURED = "honoured"  # computed as transformers does
+STATIC = "static"  # dynamic NTK computed once, at the engine's maximum length
+DROPPED = "dropped"  # silently ignored: plain RoPE
+REFUSED = "refused"  # the engine refuses to load the model
+UNKNOWN = "unknown"  # type not recognised: an error at load time
+
+
+@dataclass(frozen=True)
+class Rule:
+    value: Any
+    source: str
+    verified: bool = False
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "source": self.source, "verified": self.verified}
+
+
+REF = "ropeconv reference notes (ROPE.md §4), not re-read"
+
+
+@dataclass(frozen=True)
+class Engine:
+    key: str
+    name: str
+    # Where the RoPE description is read: "v5" (rope_scaling wins over rope_parameters, θ inside the
+    # entry first), "legacy" (rope_scaling + top-level rope_theta only; rope_parameters unseen).
+    keys: Rule
+    # When a config.json has no top-level rope_theta: "family" (the model class default) or a number.
+    theta_default: Rule
+    # Which key names the type when both `type` and `rope_type` are present.
+    type_key: Rule
+    # What happens when both are present: "ok", "assert" (refuses always), "error_on_conflict".
+    both_type_keys: Rule
+    # scaling type -> HONOURED / STATIC / DROPPED / REFUSED
+    types: Rule
+    # Where L0 comes from, per type: "top_first", "nested_first", "top_only:<default>", "nested_only".
+    original: Rule
+    # YaRN factor: "given" or "max_over_original" (recomputed as max_position_embeddings / L0).
+    yarn_factor: Rule
+    # attention_factor / mscale: "honoured", "ignored" (default formula), "recomputed" (default formula).
+    attention: Rule
+    # Served context rule: "scaled" (transformers), "vllm", "sglang", "max_position_embeddings".
+    served: Rule
+    notes: tuple[str, ...] = ()
+
+    def rules(self) -> dict:
+        return {name: getattr(self, name).to_dict() for name in
+                ("keys", "theta_default", "type_key", "both_type_keys", "types", "original", "yarn_factor",
+                 "attention", "served")}
+
+
+ALL_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+
+
+def _types(**overrides: str) -> dict:
+    table = {t: HONOURED for t in ALL_TYPES}
+    table.update(overrides)
+    return table
+
+
+ENGINES: list[Engine] = [
+    Engine(
+        "transformers5", "transformers ≥ 5",
+        keys=Rule("v5", "transformers 5.23 configuration RotaryEmbeddingConfigMixin.convert_rope_params_to_dict: "
+                        "`self.rope_parameters = rope_scaling or self.rope_parameters` (legacy wins)", True),
+        theta_default=Rule("family", "transformers 5.23 convert_rope_params_to_dict: rope_theta from the entry, then "
+                                     "config.json, then the class default", True),
+        type_key=Rule("rope_type", "transformers 5.23 standardize_rope_params: setdefault('rope_type', get('type'))",
+                      True),
+        both_type_keys=Rule("ok", "transformers 5.23 standardize_rope_params (rope_type kept, type ignored)", True),
+        types=Rule(_types(ntk=UNKNOWN), "transformers 5.23 ROPE_INIT_FUNCTIONS (no 'ntk')", True),
+        original=Rule({"default": "top_first"},
+                      "transformers 5.23 standardize_rope_params: a top-level original_max_position_embeddings "
+                      "overrides the nested one for llama3/yarn/longrope; missing -> max_position_embeddings", True),
+        yarn_factor=Rule("given", "transformers 5.23 _compute_yarn_parameters: factor as given (only derived "
+                                  "from the lengths when absent)", True),
+        attention=Rule("honoured", "transformers 5.23 _compute_yarn_parameters / _compute_longrope_parameters", True),
+        served=Rule("scaled", "transformers has no hard cap; the scaling covers L0 × factor", True),
+        notes=("LongRoPE switches short/long factors per forward pass",),
+    ),
+    Engine(
+        "transformers4", "transformers 4.4x–4.5x",
+        keys=Rule("legacy", "transformers 4.x configuration classes read rope_scaling and top-level rope_theta "
+                            "only (ROPE.md §3)"),
+        theta_default=Rule("family", REF),
+        type_key=Rule("type", "transformers 4.4x LlamaConfig: `if 'type' in rope_scaling: "
+                              "rope_scaling['rope_type'] = rope_scaling['type']` (ROPE.md §3: v4 preferred type)"),
+        both_type_keys=Rule("ok", REF),
+        types=Rule(_types(ntk=UNKNOWN), "transformers 4.45+ ROPE_INIT_FUNCTIONS"),
+        original=Rule({"default": "nested_first", "longrope": "top_first"},
+                      "4.x: yarn/llama3 read original_max_position_embeddings from rope_scaling; Phi3's LongRoPE "
+                      "reads the top-level key (ROPE.md §4)"),
+        yarn_factor=Rule("max_over_original", "transformers 4.51–4.55 _compute_yarn_parameters: factor = "
+                                              "max_position_embeddings / original_max_position_embeddings when the "
+                                              "latter is in rope_scaling (ROPE.md §4)"),
+        attention=Rule("honoured", REF),
+        served=Rule("scaled", "no hard cap"),
+        notes=("versions 4.51–4.55 recompute the YaRN factor from the two lengths",),
+    ),
+    Engine(
+        "vllm", "vLLM",
+        keys=Rule("v5", "vLLM reads the transformers config object (rope_parameters under transformers v5)", True),
+        theta_default=Rule("family", "vLLM reads the transformers config object"),
+        type_key=Rule("rope_type", "vLLM patch_rope_parameters ('No need to consider type key because of "
+                                   "patch_rope_parameters', vllm/config/model.py)", True),
+        both_type_keys=Rule("error_on_conflict", "vLLM patch_rope_parameters raises when type and rope_type differ "
+                                                 "(ROPE.md §3)"),
+        types=Rule(_types(dynamic=STATIC, ntk=HONOURED), "ROPE.md §4: dynamic is static in older vLLM (computed at "
+                                                          "max_position_embeddings × factor); 'ntk' exists only in vLLM"),
+        original=Rule({"default": "top_first"}, "vLLM reads the transformers config object"),
+        yarn_factor=Rule("given", REF),
+        attention=Rule("honoured", "ROPE.md §4: older vLLM ignores attention_factor"),
+        served=Rule("vllm", "vllm/config/model.py _get_and_verify_max_len: max_position_embeddings × factor for "
+                            "every type but longrope/llama3/su; yarn uses original_max_position_embeddings × factor; "
+                            "skipped for gemma3", True),
+        notes=("LongRoPE factors are chosen per served max length",),
+    ),
+    Engine(
+        "sglang", "SGLang",
+        keys=Rule("v5", "SGLang reads the transformers config object"),
+        theta_default=Rule("family", "SGLang reads the transformers config object"),
+        type_key=Rule("rope_type", REF),
+        both_type_keys=Rule("ok", REF),
+        types=Rule(_types(dynamic=STATIC, ntk=UNKNOWN), "ROPE.md §4: dynamic is static in SGLang"),
+        original=Rule({"default": "top_first"}, REF),
+        yarn_factor=Rule("given", REF),
+        attention=Rule("ignored", "ROPE.md §4: SGLang ignores attention_factor"),
+        served=Rule("sglang", "sglang hf_transformers_utils.get_context_length: max_position_embeddings × factor "
+                              "unless rope_scaling has original_max_position_embeddings or is llama3", True),
+        notes=("LongRoPE factors are chosen per batch",),
+    ),
+    Engine(
+        "tgi", "TGI",
+        keys=Rule("legacy", "TGI builds its config with transformers 4.x (ROPE.md §4)"),
+        theta_default=Rule("family", REF),
+        type_key=Rule("type", "TGI reads rope_scaling['type'] first (ROPE.md §3, v4 convention)"),
+        both_type_keys=Rule("ok", REF),
+        types=Rule(_types(ntk=UNKNOWN), "ROPE.md §4: TGI implements linear, dynamic, yarn, llama3, longrope"),
+        original=Rule({"default": "nested_first", "longrope": "top_first"},
+                      "ROPE.md §4: TGI reads the LongRoPE L0 at top level"),
+        yarn_factor=Rule("given", REF),
+        attention=Rule("ignored", "ROPE.md §4: TGI ignores attention_factor"),
+        served=Rule("max_position_embeddings", "ROPE.md §4: TGI reads the served length from max_position_embeddings"),
+        notes=("TGI's loader reads stored rotary buffers when present",),
+    ),
+    Engine(
+        "llamacpp", "llama.cpp (after conversion)",
+        keys=Rule("legacy", "convert_hf_to_gguf.py LlamaModel.generate_extra_tensors reads hparams['rope_scaling'] "
+                            "and top-level rope_theta; newer converters also normalise rope_parameters "
+                            "(rope_params), so a v5-only config converts there", True),
+        theta_default=Rule(10000.0, "convert_hf_to_gguf.py: base = self.hparams.get('rope_theta', 10000.0)", True),
+        type_key=Rule("type", "convert_hf_to_gguf.py reads rope_scaling 'type' or 'rope_type'"),
+        both_type_keys=Rule("ok", REF),
+        types=Rule(_types(dynamic=DROPPED, ntk=DROPPED),
+                   "GGUF rope.scaling.type is none/linear/yarn/longrope; Llama 3 travels as a rope_freqs tensor; "
+                   "dynamic is dropped (ROPE.md §4)"),
+        original=Rule({"default": "nested_first", "llama3": "top_only:8192", "longrope": "top_first"},
+                      "convert_hf_to_gguf.py: llama3 rope_freqs use old_context_len = self.hparams.get("
+                      "'original_max_position_embeddings', 8192) at top level (verified); yarn writes "
+                      "rope.scaling.original_context_length from rope_scaling (ROPE.md §4)", True),
+        yarn_factor=Rule("given", REF),
+        attention=Rule("recomputed", "ROPE.md §4: llama.cpp recomputes the YaRN attention factor (DeepSeek's "
+                                     "mscale_all_dim travels as yarn_log_multiplier)"),
+        served=Rule("max_position_embeddings", "GGUF context_length = max_position_embeddings; llama-server caps "
+                                               "the context at it (ROPE.md §4)"),
+        notes=("LongRoPE factors are chosen per context (n_ctx > original)",),
+    ),
+    Engine(
+        "exllamav2", "exllamav2",
+        keys=Rule("legacy", "exllamav2 config.py reads config.json directly: rope_theta, rope_scaling "
+                            "(ROPE.md §3)"),
+        theta_default=Rule(10000.0, "ROPE.md §3: exllamav2 falls back to θ = 10000"),
+        type_key=Rule("rope_type", REF),
+        both_type_keys=Rule("assert", "ROPE.md §3: exllamav2 asserts when both type and rope_type are present"),
+        types=Rule(_types(dynamic=DROPPED, ntk=DROPPED), "ROPE.md §4: dynamic dropped by exllamav2"),
+        original=Rule({"default": "nested_first"}, REF),
+        yarn_factor=Rule("given", REF),
+        attention=Rule("ignored", "ROPE.md §4: exllamav2 ignores attention_factor"),
+        served=Rule("max_position_embeddings", REF),
+    ),
+    Engine(
+        "exllamav3", "exllamav3",
+        keys=Rule("legacy", "exllamav3 reads config.json directly (ROPE.md §4)"),
+        theta_default=Rule(10000.0, REF),
+        type_key=Rule("rope_type", REF),
+        both_type_keys=Rule("ok", REF),
+        types=Rule(_types(dynamic=REFUSED, ntk=UNKNOWN), "ROPE.md §4: exllamav3 refuses dynamic"),
+        original=Rule({"default": "nested_first"}, REF),
+        yarn_factor=Rule("max_over_original", "ROPE.md §4: exllamav3 recomputes factor = max / original"),
+        attention=Rule("honoured", REF),
+        served=Rule("max_position_embeddings", REF),
+    ),
+]
+
+ENGINE_BY_KEY = {e.key: e for e in ENGINES}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a config the way an engine does
+
+
+@dataclass
+class Reading:
+    """What one engine computes from a config."""
+
+    rope_type: str
+    status: str  # HONOURED, STATIC, DROPPED, REFUSED, UNKNOWN
+    theta: float
+    original_context: int
+    max_position_embeddings: int
+    params: dict
+    raw_factor: Any = None  # the factor as written in the entry the engine reads (None when absent)
+    notes: list[str] = field(default_factory=list)
+
+
+def section_of(config: dict, spec: RopeSpec) -> dict:
+    section = config
+    for key in spec.path:
+        section = section.get(key) or {}
+    return section
+
+
+def _entry_v5(section: dict, spec: RopeSpec) -> dict:
+    legacy = section.get("rope_scaling") if isinstance(section.get("rope_scaling"), dict) else None
+    v5 = section.get("rope_parameters") if isinstance(section.get("rope_parameters"), dict) else None
+    if spec.nested is not None:
+        entry = dict(spec.nested.get(spec.scaled_layer_type) or {})
+        if legacy:
+            entry.update(legacy)
+        return entry
+    return dict(legacy or v5 or {})
+
+
+def _type_of(entry: dict, prefer: str) -> str:
+    other = "type" if prefer == "rope_type" else "rope_type"
+    value = entry.get(prefer, entry.get(other, "default"))
+    if value in ("mrope", "axial", None):
+        return "default"
+    if value == "su":  # the old name of longrope
+        return "longrope"
+    return str(value)
+
+
+def read_as(engine: Engine, config: dict, spec: RopeSpec) -> Reading:
+    section = section_of(config, spec)
+    notes: list[str] = []
+    if engine.keys.value == "v5":
+        entry = _entry_v5(section, spec)
+    else:
+        legacy = section.get("rope_scaling")
+        entry = dict(legacy) if isinstance(legacy, dict) else {}
+        if not entry and isinstance(section.get("rope_parameters"), dict) and spec.is_scaled:
+            notes.append("reads only rope_scaling: the scaling in rope_parameters is not seen")
+
+    # θ
+    if engine.keys.value == "v5":
+        theta = entry.get("rope_theta", section.get("rope_theta", section.get("rotary_emb_base")))
+    else:
+        theta = section.get("rope_theta", section.get("rotary_emb_base"))
+    if theta is None:
+        if engine.theta_default.value == "family":
+            theta = spec.family.default_theta if spec.family else 10000.0
+        else:
+            theta = float(engine.theta_default.value)
+        if abs(float(theta) - spec.theta) > 1e-9 * spec.theta:
+            notes.append(f"no top-level rope_theta: falls back to θ = {float(theta):g} (config means {spec.theta:g})")
+    theta = float(theta)
+
+    rope_type = _type_of(entry, engine.type_key.value)
+    both = "type" in entry and "rope_type" in entry
+    status = engine.types.value.get(rope_type, UNKNOWN)
+    if both and engine.both_type_keys.value == "assert":
+        status = REFUSED
+        notes.append("both type and rope_type present: refuses to load")
+    elif both and entry["type"] != entry["rope_type"] and engine.both_type_keys.value == "error_on_conflict":
+        status = REFUSED
+        notes.append(f"type {entry['type']!r} conflicts with rope_type {entry['rope_type']!r}: refuses to load")
+
+    max_pos = int(section.get("max_position_embeddings", spec.max_position_embeddings))
+    rule = engine.original.value.get(rope_type, engine.original.value["default"])
+    top, nested = section.get("original_max_position_embeddings"), entry.get("original_max_position_embeddings")
+    if rule.startswith("top_only:"):
+        L0 = top if top is not None else int(rule.split(":")[1])
+    elif rule == "top_first":
+        L0 = top if top is not None else nested
+    else:
+        L0 = nested if nested is not None else top
+    if L0 is None:
+        L0 = max_pos if rope_type in ("yarn", "llama3", "longrope") else spec.original_context
+    if rope_type in ("linear", "dynamic") and spec.original_context_source.startswith("max_position"):
+        L0 = max_pos
+    L0 = int(L0)
+
+    params = {k: v for k, v in entry.items()
+              if k not in ("rope_type", "type", "rope_theta", "partial_rotary_factor", "mrope_section",
+                           "mrope_interleaved", "original_max_position_embeddings")}
+    if rope_type in ("yarn", "longrope") and params.get("factor") is None:
+        params["factor"] = max_pos / L0
+    if (rope_type == "yarn" and engine.yarn_factor.value == "max_over_original"
+            and (nested is not None or top is not None)):
+        params["factor"] = max_pos / L0
+    if engine.attention.value in ("ignored", "recomputed"):
+        params.pop("attention_factor", None)
+        if not spec.model_type.startswith("deepseek"):  # DeepSeek's own YaRN code honours mscale everywhere
+            params.pop("mscale", None)
+            params.pop("mscale_all_dim", None)
+    return Reading(rope_type=rope_type, status=status, theta=theta, original_context=L0,
+                   max_position_embeddings=max_pos, params=params, raw_factor=entry.get("factor"), notes=notes)
+
+
+def served_context(engine: Engine, reading: Reading, config: dict, spec: RopeSpec) -> int | None:
+    if reading.status in (REFUSED, UNKNOWN):
+        return None
+    rule = engine.served.value
+    max_pos = reading.max_position_embeddings
+    factor = reading.params.get("factor") if rule == "scaled" else reading.raw_factor
+    rope_type = reading.rope_type if reading.status != DROPPED else "default"
+    if rule == "scaled":
+        if rope_type in ("linear", "dynamic") and factor:
+            if spec.model_type.startswith("gemma3"):
+                return max_pos  # Gemma 3 ships its max_position_embeddings already scaled
+            return int(round(reading.original_context * float(factor)))
+        return max_pos
+    if rule == "vllm":
+        if rope_type == "default" or "gemma3" in (config.get("model_type") or "") or rope_type in ("longrope", "llama3"):
+            return max_pos
+        base = reading.original_context if rope_type == "yarn" else max_pos
+        return int(base * float(factor if factor is not None else 1.0))
+    if rule == "sglang":
+        if rope_type == "default" or rope_type == "llama3":
+            return max_pos
+        entry = _entry_v5(section_of(config, spec), spec)
+        if "original_max_position_embeddings" in entry:
+            return max_pos
+        return int(max_pos * float(factor if factor is not None else 1.0))
+    return max_pos
+
+
+def frequencies(reading: Reading, spec: RopeSpec, served: int | None) -> tuple[list[float], float] | None:
+    """The inverse frequencies and attention factor the engine computes (None when it refuses)."""
+    if reading.status in (REFUSED, UNKNOWN):
+        return None
+    basis = Basis(reading.theta, spec.rotary_dim, reading.original_context)
+    rope_type = reading.rope_type
+    if reading.status == DROPPED or rope_type == "default":
+        return unscaled(basis)
+    params = dict(reading.params)
+    if rope_type == "ntk":
+        params.setdefault("factor", 1.0)
+    if params.get("factor") is None and rope_type not in ("longrope",):
+        return unscaled(basis)
+    try:
+        if rope_type == "dynamic":
+            length = reading.max_position_embeddings
+            at = served or length
+            if reading.status == STATIC:  # computed once at max_position_embeddings × factor
+                at = int(length * float(params["factor"]))
+            return compute("dynamic", Basis(reading.theta, spec.rotary_dim, length), {"factor": float(params["factor"])},
+                           seq_len=at)
+        if rope_type == "longrope":
+            long_needed = served is not None and served > reading.original_context
+            return compute("longrope", basis, params, seq_len=served if long_needed else None)
+        params["factor"] = float(params["factor"])
+        return compute(rope_type, basis, params)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def intended(spec: RopeSpec) -> tuple[list[float], float]:
+    """What the config means: transformers ≥ 5's reading, at the context it advertises."""
+    if spec.rope_type == "dynamic" and spec.factor:
+        length = spec.max_position_embeddings
+        return compute("dynamic", Basis(spec.theta, spec.rotary_dim, length), {"factor": spec.factor},
+                       seq_len=spec.served_context())
+    if spec.rope_type == "longrope":
+        params = dict(spec.scaling)
+        if params.get("factor") is None:
+            params["factor"] = spec.max_position_embeddings / spec.original_context
+        served = spec.served_context()
+        return compute("longrope", spec.basis(), params,
+                       seq_len=served if served > spec.original_context else None)
+    return spec.inv_freq()
+
+
+def same(a: list[float], b: list[float], rel: float = 1e-5) -> bool:
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=rel, abs_tol=0.0) for x, y in zip(a, b))
+
+
+def evaluate(engine: Engine, config: dict, spec: RopeSpec) -> dict:
+    reading = read_as(engine, config, spec)
+    served = served_context(engine, reading, config, spec)
+    got = frequencies(reading, spec, served)
+    notes = list(reading.notes)
+    try:
+        want_inv, want_att = intended(spec)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        want_inv, want_att = None, None
+    if reading.status == REFUSED:
+        inv_status = att_status = "refuses to load"
+    elif reading.status == UNKNOWN:
+        inv_status = att_status = f"unknown rope type '{reading.rope_type}'"
+    elif got is None or want_inv is None:
+        inv_status = att_status = "cannot compute"
+    else:
+        inv_status = "as intended" if same(got[0], want_inv) else "differs"
+        if reading.status == STATIC and inv_status == "as intended":
+            inv_status = "static: as intended only at the full length"
+        att_status = "as intended" if math.isclose(got[1], want_att, rel_tol=1e-6) else (
+            f"differs ({got[1]:.6g}, intended {want_att:.6g})")
+    if reading.status == DROPPED and spec.is_scaled:
+        notes.append(f"{reading.rope_type} is dropped: plain RoPE")
+    if reading.status == STATIC:
+        notes.append("dynamic computed once at max_position_embeddings × factor")
+    if engine.notes and spec.rope_type == "longrope":
+        notes.extend(n for n in engine.notes if "LongRoPE" in n)
+    return {"engine": engine.key, "name": engine.name, "context": served, "rope_type": reading.rope_type,
+            "inv_freq": inv_status, "attention_factor": att_status, "notes": notes}
+
+
+def engine_table(config: dict, spec: RopeSpec) -> list[dict]:
+    """One row per engine (see the module docstring)."""
+    return [evaluate(engine, config, spec) for engine in ENGINES]
+
+
+def rules_table() -> list[dict]:
+    """Every engine's rules with their sources (for `check --json` and the docs)."""
+    return [{"engine": e.key, "name": e.name, "rules": e.rules()} for e in ENGINES]

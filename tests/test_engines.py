@@ -1,0 +1,154 @@
+"""The engine table: each engine's rules as data, evaluated on real configs. The transformers ≥ 5
+row is checked against transformers itself; the others against the rules' stated behaviour."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from ropeconv.engines import ENGINES, engine_table, intended, rules_table
+from ropeconv.methods import base_inv_freq, ntk_theta
+from ropeconv.spec import read_spec
+
+CORPUS = Path(__file__).parent / "fixtures" / "configs"
+
+
+def load(name: str) -> dict:
+    return json.loads((CORPUS / f"{name}.json").read_text())
+
+
+def rows(config: dict) -> dict[str, dict]:
+    return {r["engine"]: r for r in engine_table(config, read_spec(config))}
+
+
+def _rotary(config: dict):
+    """transformers' own rotary embedding for this config: (inv_freq, attention_scaling)."""
+    from transformers import AutoConfig
+
+    model_type = config["model_type"]
+    built = AutoConfig.for_model(model_type, **{k: v for k, v in copy.deepcopy(config).items() if k != "model_type"})
+    module = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
+    cls = next(getattr(module, n) for n in dir(module) if n.endswith("RotaryEmbedding") and "Yarn" not in n)
+    rotary = cls(built)
+    return rotary.inv_freq.tolist(), float(rotary.attention_scaling)
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "qwen3-8b", "mistral-7b-v0.1",
+                                  "pythia-160m", "deepseek-v2-lite-chat"])
+def test_intended_is_what_transformers_computes(name):
+    config = load(name)
+    want_inv, want_att = _rotary(config)
+    inv, att = intended(read_spec(config))
+    assert len(inv) == len(want_inv)
+    assert all(math.isclose(a, b, rel_tol=2e-6) for a, b in zip(inv, want_inv))
+    assert att == pytest.approx(want_att, rel=1e-6)
+
+
+def test_longrope_intended_uses_long_factors_like_transformers():
+    from transformers import Phi3Config
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    config = {k: v for k, v in load("phi-4-mini-instruct-4bit").items() if k != "quantization_config"}
+    built = Phi3Config(**copy.deepcopy(config))
+    want_inv, want_att = ROPE_INIT_FUNCTIONS["longrope"](built, None, seq_len=131072)
+    inv, att = intended(read_spec(config))
+    assert all(math.isclose(a, b, rel_tol=2e-6) for a, b in zip(inv, want_inv.tolist()))
+    assert att == pytest.approx(want_att, rel=1e-6)
+
+
+def test_published_configs_are_as_intended_everywhere():
+    for name in ("llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "phi-4-mini-instruct-4bit", "deepseek-v2-lite-chat"):
+        table = rows(load(name))
+        assert {r["inv_freq"] for r in table.values()} == {"as intended"}, name
+        assert {r["attention_factor"] for r in table.values()} == {"as intended"}, name
+
+
+def test_vllm_and_sglang_served_lengths():
+    config = load("qwen3-8b")
+    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    table = rows(config)
+    assert table["vllm"]["context"] == 131072  # original × factor
+    assert table["sglang"]["context"] == 40960  # original present: max_position_embeddings as is
+    assert table["tgi"]["context"] == 40960
+    # transformers 4.51–4.55 and exllamav3 recompute factor = 40960 / 32768
+    assert table["transformers4"]["inv_freq"] == "differs" and table["exllamav3"]["inv_freq"] == "differs"
+    assert table["transformers5"]["inv_freq"] == "as intended"
+
+    linear = load("mistral-7b-v0.1")
+    linear["rope_scaling"] = {"rope_type": "linear", "factor": 4.0}
+    table = rows(linear)
+    assert table["vllm"]["context"] == table["sglang"]["context"] == 32768 * 4
+    assert rows(load("llama-3.1-8b-instruct"))["vllm"]["context"] == 131072  # llama3 not multiplied
+
+
+def test_dynamic_is_static_in_vllm_with_multiplier_s2_minus_s_plus_1():
+    from ropeconv.engines import ENGINE_BY_KEY, frequencies, read_as, served_context
+
+    config = load("mistral-7b-v0.1")
+    config["rope_scaling"] = {"rope_type": "dynamic", "factor": 4.0}
+    spec = read_spec(config)
+    engine = ENGINE_BY_KEY["vllm"]
+    reading = read_as(engine, config, spec)
+    inv, _ = frequencies(reading, spec, served_context(engine, reading, config, spec))
+    s, d = 4.0, spec.rotary_dim
+    expected = base_inv_freq(10000.0 * (s * s - s + 1) ** (d / (d - 2)), d)
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(inv, expected))
+    table = rows(config)
+    # at the full length the static base equals transformers' dynamic one; below it, it does not
+    assert table["vllm"]["inv_freq"].startswith("static")
+    assert table["llamacpp"]["inv_freq"] == "differs" and "dropped" in " ".join(table["llamacpp"]["notes"])
+    assert table["exllamav3"]["inv_freq"] == "refuses to load"
+    assert table["transformers5"]["inv_freq"] == "as intended"
+
+
+def test_both_type_keys_refused_by_exllamav2_only():
+    table = rows(load("nexus-genv2-qwen2.5-vl"))
+    assert table["exllamav2"]["inv_freq"] == "refuses to load"
+    assert table["vllm"]["inv_freq"] == "as intended"
+    conflict = load("deepseek-v2-lite-chat")
+    conflict["rope_scaling"]["rope_type"] = "linear"
+    assert rows(conflict)["vllm"]["inv_freq"] == "refuses to load"
+
+
+def test_v5_only_config_is_lost_on_legacy_readers():
+    table = rows(load("deepseek-v2-lite-chat-v5-resave"))
+    assert table["transformers5"]["inv_freq"] == "as intended"
+    assert table["vllm"]["inv_freq"] == "as intended"
+    for key in ("transformers4", "tgi", "llamacpp"):
+        assert table[key]["inv_freq"] == "differs", key
+        assert any("rope_parameters is not seen" in n for n in table[key]["notes"])
+
+
+def test_llamacpp_reads_llama3_original_at_top_level():
+    config = load("llama-3.1-8b-instruct")
+    config["rope_scaling"]["original_max_position_embeddings"] = 16384
+    config["max_position_embeddings"] = 131072
+    table = rows(config)
+    assert table["llamacpp"]["inv_freq"] == "differs"  # converter default 8192
+    config["original_max_position_embeddings"] = 16384
+    assert rows(config)["llamacpp"]["inv_freq"] == "as intended"
+
+
+def test_ntk_is_vllm_only_and_static_ntk_is_portable():
+    config = load("mistral-7b-v0.1")
+    config["rope_scaling"] = {"rope_type": "ntk", "factor": 4.0}
+    table = rows(config)
+    assert table["transformers5"]["inv_freq"].startswith("unknown rope type")
+    portable = load("mistral-7b-v0.1")
+    portable["rope_theta"] = ntk_theta(10000.0, 128, 4.0)
+    assert {r["inv_freq"] for r in rows(portable).values()} == {"as intended"}
+
+
+def test_every_rule_has_a_source():
+    for entry in rules_table():
+        for name, rule in entry["rules"].items():
+            assert rule["source"], (entry["engine"], name)
+            if rule["verified"]:
+                assert any(w in rule["source"] for w in (".py", "transformers 5.23", "vLLM", "sglang", "transformers")), rule
+    assert {e.key for e in ENGINES} == {"transformers5", "transformers4", "vllm", "sglang", "tgi", "llamacpp",
+                                         "exllamav2", "exllamav3"}
