@@ -224,7 +224,8 @@ def inspect(model: str, *, method: str | None = None, factor: Any = None, target
         for j, (b, cur) in enumerate(zip(base_inv, current_inv))
     ]
     result: dict = {"source": source.to_dict(), "spec": spec.to_dict(), "dimensions": dims,
-                    "buffers": _buffers_or_note(source), "warnings": list(spec.warnings)}
+                    "buffers": _buffers_or_note(source), "warnings": list(spec.warnings),
+                    "findings": _findings(source.path, original_context)}
     record = read_record(source.path)
     if record:
         result["ropeconv_record"] = {k: record.get(k) for k in ("method", "factor", "ropeconv_version", "source")}
@@ -240,6 +241,14 @@ def inspect(model: str, *, method: str | None = None, factor: Any = None, target
                                 "counts": {c: classes.count(c) for c in ("keep", "blend", "interpolate")},
                                 "warnings": plan.warnings}
     return result
+
+
+def _findings(folder: Path, original_context: int | None) -> list[dict]:
+    """The config mistakes `ropeconv check` knows (errors and warnings only), for inspect to show."""
+    from ropeconv.check import check_folder
+
+    found = check_folder(folder, original_context=original_context)["findings"]
+    return [f for f in found if f["severity"] in ("error", "warning")]
 
 
 def _buffers_or_note(source: Source) -> list[dict]:

@@ -92,8 +92,15 @@ def render_inspect(result: dict) -> None:
         for w in conv["warnings"]:
             if w not in result["warnings"]:
                 out.print(f"[yellow]warning:[/] {w}")
+    # `check` findings restate the spec's own warnings with engines and a fix; only the
+    # unknown-family warning has no finding of its own
     for w in result["warnings"]:
-        out.print(f"[yellow]warning:[/] {w}")
+        if w.startswith("model type ") or "findings" not in result:
+            out.print(f"[yellow]warning:[/] {w}")
+    for f in result.get("findings", []):
+        colour = "red" if f["severity"] == "error" else "yellow"
+        out.print(f"[{colour}]{f['severity']}:[/] {f['key']}: {f['problem']} — fix: {f['fix']} "
+                  f"(`ropeconv check` for the engine table)")
     if result.get("plot"):
         out.print(result["plot"], markup=False)
 
