@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv import __version__
-from ropeconv.buffers import Buffer, bin_files_with_buffers, buffer_values, find_buffers, rewrite_shard, INDEX_NAME
+from ropeconv.buffers import (INDEX_NAME, Buffer, bin_files_with_buffers, buffer_values, buffers_in_headers,
+                              find_buffers, rewrite_shard)
 from ropeconv.errors import RopeconvError
 from ropeconv.methods import get_method, unscaled
 from ropeconv.output import FilePlan, check_destination, dump_json, json_indent, write_model
@@ -82,7 +83,7 @@ def extend(model: str, method: str, *, factor: Any = None, target_context: Any =
     dest = Path(output) if output else default_output(source, method, plan.factor)
     check_destination(folder, dest, force)
 
-    found = find_buffers(folder)
+    found = source_buffers(source)
     pickled = bin_files_with_buffers(folder)
     files = FilePlan(json_files={"config.json": plan.config})
     tokenizer = _tokenizer_patch(folder, plan.served_context)
@@ -183,6 +184,8 @@ def _plan_pickled(folder: Path, pickled: list[str], plan: Plan, mode: str, files
 
 def _record(source: Source, folder: Path, plan: Plan, buffers: str, changed: list[str]) -> dict:
     src = source.to_dict()
+    if source.kind == "hub":
+        src.pop("path")  # a local cache path (with the user's home) has no place in a pushed file
     src["config_sha256"] = config_fingerprint(folder)
     return {
         "ropeconv_version": __version__,
@@ -251,8 +254,17 @@ def _findings(folder: Path, original_context: int | None) -> list[dict]:
     return [f for f in found if f["severity"] in ("error", "warning")]
 
 
+def source_buffers(source: Source) -> list[Buffer]:
+    """Stored rotary buffers, from local shard headers or (Hub source not downloaded) remote ones."""
+    if source.kind == "hub":
+        from ropeconv.hub import shard_headers
+
+        return buffers_in_headers(shard_headers(source))
+    return find_buffers(source.path)
+
+
 def _buffers_or_note(source: Source) -> list[dict]:
     try:
-        return [b.to_dict() for b in find_buffers(source.path)]
+        return [b.to_dict() for b in source_buffers(source)]
     except RopeconvError as exc:
         return [{"error": exc.line()}]

@@ -110,9 +110,13 @@ def weight_files(folder: Path) -> list[str]:
 
 
 def find_buffers(folder: Path) -> list[Buffer]:
+    return buffers_in_headers({name: read_header(folder / name)[0] for name in weight_files(folder)})
+
+
+def buffers_in_headers(headers: dict[str, dict]) -> list[Buffer]:
+    """Rotary buffers named in safetensors headers ({shard name: header}), e.g. read from the Hub."""
     found = []
-    for name in weight_files(folder):
-        header, _ = read_header(folder / name)
+    for name, header in headers.items():
         for key, info in header.items():
             kind = buffer_kind(key) if key != "__metadata__" else None
             if kind:

@@ -61,6 +61,11 @@ def extend_command(
         if not dry_run and push_to:
             from ropeconv import hub
 
+            if as_json:  # one JSON document on stdout, no client progress bars on stderr
+                from huggingface_hub.utils import disable_progress_bars
+
+                disable_progress_bars()
+
             report["push"] = hub.push_folder(report["output"], push_to, private=private, revision=revision,
                                              create_pr=create_pr, token=token, source=report["source"])
         return report
