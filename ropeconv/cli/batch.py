@@ -1,0 +1,141 @@
+"""`ropeconv batch`: run the conversions the recipes (TOML files in recipes/) describe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+
+HELP = (
+    "Build, probe and push the conversions described by recipe files (TOML; default: recipes/), "
+    "skipping every conversion whose source revision, recipe and ropeconv version are unchanged since "
+    "its last successful build. All recipes are validated before anything is downloaded.\n\n"
+    "Exit codes: 0 all built or skipped; 1 a probe verdict failed; 2 an invalid recipe or input "
+    "(nothing was run); 3 a Hub error; 4 internal error. With several failures, the largest code."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch", help=HELP)(batch_command)
+
+
+def batch_command(
+    paths: Optional[List[str]] = typer.Argument(None, help="Recipe files or folders (default: recipes/)."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Run only this conversion (repeat it, or "
+                                             "separate names with commas)."),
+    shard: str = typer.Option(None, "--shard", help="Run shard I of N (e.g. 2/4; from 1): the names, sorted, "
+                              "are dealt round-robin, so every conversion is in exactly one shard."),
+    list_: bool = typer.Option(False, "--list", help="List the selected conversions and exit; with --json, a "
+                               "GitHub Actions matrix: {\"include\": [{name, shard, source, …}]}."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Explain what each conversion would do; no network, "
+                                 "nothing written."),
+    continue_on_error: bool = typer.Option(False, "--continue-on-error", help="Go on after a failed conversion "
+                                           "(the exit code still reports it)."),
+    state: Path = typer.Option(None, "--state", help="State file recording the last successful builds "
+                               "(default: .ropeconv-state.json in the recipes folder)."),
+    report: Path = typer.Option(None, "--report", help="Also write the JSON report to this file (written even "
+                                "when the run fails)."),
+    output_dir: Path = typer.Option(Path("ropeconv-out"), "--output-dir", help="Where outputs go when a recipe "
+                                    "names no output: <output dir>/<name>."),
+    no_probe: bool = typer.Option(False, "--no-probe", help="Skip the probes (e.g. on a runner without a GPU); "
+                                  "a later run with the probe rebuilds and probes."),
+    no_push: bool = typer.Option(False, "--no-push", help="Build (and probe) without pushing; the state file "
+                                 "decides the skips."),
+    as_json: bool = JSON_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    chosen_paths = list(paths or ["recipes"])
+
+    def body() -> dict:
+        from ropeconv import batch
+        from ropeconv.errors import RopeconvError
+
+        try:
+            if list_:
+                return batch.list_conversions(chosen_paths, only=only, shard=shard)
+            if as_json:
+                from huggingface_hub.utils import disable_progress_bars
+
+                disable_progress_bars()
+            err = console(stderr=True)
+            result = batch.run_batch(chosen_paths, only=only, shard=shard, dry_run=dry_run,
+                                     continue_on_error=continue_on_error, state=state, output_dir=output_dir,
+                                     probe=not no_probe, push=not no_push, progress=not as_json,
+                                     log=None if as_json else lambda line: err.print(line, markup=False))
+        except RopeconvError as exc:
+            if report is not None:
+                batch.write_report(report, batch.error_document(exc))
+            raise
+        if report is not None:
+            batch.write_report(report, result)
+        return result
+
+    def render(result: dict) -> None:
+        if list_:
+            render_list(result)
+        else:
+            render_report(result)
+
+    run(body, as_json=as_json, debug=debug, render=render,
+        exit_code=lambda result: 0 if list_ else int(result.get("exit_code") or 0))
+
+
+STATUS_STYLE = {"built": "green", "skipped": "dim", "would skip": "dim", "would build": "cyan",
+                "would check": "cyan", "failed": "red", "error": "red", "not run": "yellow"}
+
+
+def render_list(result: dict) -> None:
+    from rich.table import Table
+
+    rows = result["include"]
+    table = Table(title=f"{len(rows)} conversion(s)", title_justify="left")
+    for column in ("name", "shard", "recipe", "source", "conversion", "probe", "push to"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        scale = f"×{row['factor']:g}" if row.get("factor") else f"→ {row.get('target_context')}"
+        table.add_row(row["name"], row["shard"], f"{row['file']}:{row['line']}", row["source"],
+                      f"{row['method']} {scale}", "yes" if row["probe"] else "—",
+                      (row.get("push_to") or "—") + (" (PR)" if row.get("create_pr") else ""))
+    console().print(table)
+
+
+def render_report(result: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ropeconv.batch import describe_outcome
+
+    out = console()
+    rows = result["conversions"]
+    if result["dry_run"]:
+        for row in rows:
+            out.print(f"[bold]{escape(row['name'])}[/] ({escape(row['file'])}:{row['line']}): "
+                      f"[{STATUS_STYLE.get(row['status'], 'white')}]{row['status']}[/]")
+            for line in row["explain"]:
+                out.print(f"  {line}", markup=False)
+            for warning in row["warnings"]:
+                out.print(f"  [yellow]warning:[/] {escape(warning)}")
+        if rows:
+            out.print()
+    title = "dry run — nothing was downloaded or written" if result["dry_run"] else "ropeconv batch"
+    if not rows:
+        out.print(f"{title}: no conversion selected ({result['total']} in the recipes"
+                  f"{', shard ' + result['shard'] if result.get('shard') else ''})")
+        return
+    table = Table(title=title, title_justify="left")
+    for column in ("conversion", "result", "source", "method", "probe", "push", "why"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = describe_outcome(row, result["dry_run"])
+        style = STATUS_STYLE.get(row["status"], "white")
+        table.add_row(row["name"], f"[{style}]{row['status']}[/]", escape(row["source"]), escape(row["scale"]),
+                      escape(cells["probe"]), escape(cells["push"]), escape(cells["why"]))
+    out.print(table)
+    counts = ", ".join(f"{n} {status}" for status, n in result["counts"].items())
+    out.print(f"{result['selected']} of {result['total']} conversion(s): {counts} "
+              f"({result['seconds']:.1f} s; state: {result['state_file']})", markup=False)
+    for warning in result.get("warnings") or []:
+        out.print(f"[yellow]warning:[/] {escape(warning)}")
