@@ -45,11 +45,11 @@ def read_record(folder: Path) -> dict | None:
 
 def _unscaled_base(record: dict | None) -> dict | None:
     """θ and L0 before an earlier ropeconv conversion (so NTK's new θ is known to be scaled)."""
-    if not record or not isinstance(record.get("before"), dict):
+    base = record.get("base") or record.get("before") if record else None
+    if not isinstance(base, dict) or base.get("rope_theta") is None:
         return None
-    before = record["before"]
-    return {"method": record.get("method", "?"), "rope_theta": before.get("rope_theta"),
-            "original_context": before.get("original_context")}
+    return {"method": record.get("method", "?"), "rope_theta": base["rope_theta"],
+            "original_context": base.get("original_context")}
 
 
 def default_output(source: Source, method: str, factor: float) -> Path:
@@ -193,7 +193,8 @@ def _record(source: Source, folder: Path, plan: Plan, buffers: str, changed: lis
         "method": plan.method,
         "factor": plan.factor,
         "params": plan.params,
-        "original_context": plan.after.original_context if plan.method != "ntk" else plan.before.original_context,
+        "original_context": plan.original_context,
+        "base": {"rope_theta": plan.base_theta, "original_context": plan.original_context},
         "served_context": plan.served_context,
         "buffers": {"mode": buffers, "changed": changed},
         "before": plan.before.to_dict(),

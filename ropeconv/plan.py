@@ -36,6 +36,8 @@ class Plan:
     after: RopeSpec
     config: dict  # the whole new config.json
     served_context: int  # the context the new config gives
+    original_context: int  # the L0 the conversion scaled from
+    base_theta: float  # the unscaled θ it scaled from
     inv_freq: list[float]
     attention_factor: float
     warnings: list[str] = field(default_factory=list)
@@ -205,7 +207,7 @@ def plan_extension(config: dict, method: str, *, factor: Any = None, target_cont
         warnings.append("dynamic is not portable: static in SGLang and older vLLM, dropped by llama.cpp and "
                         "exllamav2, refused by exllamav3 (see `ropeconv methods`)")
     return Plan(method=method, factor=factor_value, params=method_params, before=before, after=after,
-                config=new_config, served_context=served, inv_freq=inv_freq, attention_factor=attention,
+                config=new_config, served_context=served, original_context=L0, base_theta=theta, inv_freq=inv_freq, attention_factor=attention,
                 warnings=warnings)
 
 

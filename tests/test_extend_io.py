@@ -317,3 +317,14 @@ def test_disk_full_leaves_nothing(tiny, tmp_path):
         assert os.listdir(mount) == []
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_chained_rebases_keep_the_unscaled_base(tiny, tmp_path):
+    """ntk → (rebase) yarn → (rebase) linear: every step scales from the original θ and L0."""
+    src = tiny("llama")
+    api.extend(str(src), "ntk", factor=4, output=tmp_path / "a")
+    api.extend(str(tmp_path / "a"), "yarn", factor=2, output=tmp_path / "b", rebase=True)
+    report = api.extend(str(tmp_path / "b"), "linear", factor=8, output=tmp_path / "c", rebase=True)
+    assert report["after"]["rope_theta"] == 10000.0 and report["served_context"] == 8 * 4096
+    record = json.loads((tmp_path / "c" / "ropeconv.json").read_text())
+    assert record["base"] == {"rope_theta": 10000.0, "original_context": 4096}
