@@ -27,7 +27,7 @@ def probe_command(
     against: str = typer.Option(None, "--against", help="The model it was made from: compared at every length."),
     lengths: str = typer.Option(None, "--lengths", help="Window lengths in tokens, e.g. 4k,16k,32768 "
                                 "(default: 4k, 2×L0 and the served context)."),
-    quick: bool = typer.Option(False, "--quick", help="Two lengths only: one inside L0, one just past it (L0 × 1.25)."),
+    quick: bool = typer.Option(False, "--quick", help="Two lengths only: one inside L0, one past it (L0 × 1.5)."),
     passkey: bool = typer.Option(False, "--passkey", help="Also run passkey retrieval at each length."),
     depths: str = typer.Option(None, "--depths", help="Passkey depths, fractions of the prompt (default 0.1,0.5,0.9)."),
     text: Path = typer.Option(None, "--text", help=TEXT_HELP),
@@ -40,7 +40,7 @@ def probe_command(
     max_short_ratio: float = typer.Option(None, "--max-short-ratio", help="Fail when perplexity inside L0 exceeds "
                                           "BASE's by more than this ratio (default 1.25)."),
     max_beyond_ratio: float = typer.Option(None, "--max-beyond-ratio", help="Fail when a position bucket past L0 "
-                                           "exceeds the last bucket inside L0 by more than this ratio (default 1.5)."),
+                                           "exceeds the last bucket inside L0 by more than this ratio (default 2.0)."),
     min_passkey_accuracy: float = typer.Option(None, "--min-passkey-accuracy", help="With --passkey: fail below "
                                                "this accuracy (0–1; default: not judged)."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not write probe.json into a ropeconv output folder."),
@@ -56,12 +56,14 @@ def probe_command(
                          original_context=original_context, depths=depths, save=not no_save,
                          progress=not as_json)
 
-    def render(result: dict) -> None:
-        from ropeconv.probe.render import render as render_probe
+    run(body, as_json=as_json, debug=debug, render=render_probe, exit_code=exit_code)
 
-        render_probe(result)
 
-    run(body, as_json=as_json, debug=debug, render=render, exit_code=exit_code)
+def render_probe(result: dict) -> None:
+    """Print a probe result for people (`extend --probe` prints the same)."""
+    from ropeconv.probe.render import render
+
+    render(result)
 
 
 def exit_code(result: dict) -> int:
