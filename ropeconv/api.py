@@ -71,9 +71,10 @@ def extend(model: str, method: str, *, factor: Any = None, target_context: Any =
     if source.kind == "gguf":
         from ropeconv import gguf_io
 
+        # --buffers and --copy have no meaning for a single GGUF file
         return gguf_io.extend_gguf(source.path, method, factor=factor, target_context=target_context,
                                    original_context=original_context, params=params, output=output,
-                                   force=force, dry_run=dry_run)
+                                   force=force, dry_run=dry_run, rebase=rebase, progress=advance)
     folder = source.path
     config = read_config(folder)
     record = read_record(folder)
@@ -216,7 +217,8 @@ def inspect(model: str, *, method: str | None = None, factor: Any = None, target
     if source.kind == "gguf":
         from ropeconv import gguf_io
 
-        return gguf_io.inspect_gguf(source.path, method=method, factor=factor, params=params)
+        return gguf_io.inspect_gguf(source.path, method=method, factor=factor, params=params,
+                                    target_context=target_context, original_context=original_context)
     config = read_config(source.path)
     spec = read_spec(config, original_context=original_context)
     base_inv, _ = unscaled(spec.basis())

@@ -29,7 +29,7 @@ def extend_command(
     factor: str = typer.Option(None, "--factor", "-f", help="Scale factor S: the new context is L0 × S."),
     target_context: str = typer.Option(None, "--target-context", help="Target context N in tokens (S = N / L0), e.g. 32768 or 32k."),
     original_context: int = typer.Option(None, "--original-context", help="Override L0, the context the model was trained at."),
-    output: Path = typer.Option(None, "--output", "-o", help="Output folder (default: <source>-<method>-x<factor> beside the source)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output folder, or .gguf file for a GGUF source (default: <source>-<method>-x<factor> beside the source)."),
     buffers: str = typer.Option("rewrite", "--buffers", help=BUFFERS_HELP),
     copy: bool = typer.Option(False, "--copy", help="Copy unchanged weight files instead of hard-linking them."),
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output folder."),
@@ -82,9 +82,6 @@ def render_extend(report: dict) -> None:
     from rich.table import Table
 
     out = console()
-    if "before" not in report:  # a GGUF report has its own shape
-        out.print_json(data=report)
-        return
     before, after = report["before"], report["after"]
     title = "dry run: nothing written" if report["dry_run"] else f"wrote {report['output']}"
     table = Table(title=f"{report['method']} ×{report['factor']:g} — {title}", title_justify="left")
@@ -97,7 +94,7 @@ def render_extend(report: dict) -> None:
                        ("attention factor", "attention_factor")]:
         table.add_row(label, _fmt(before.get(key)), _fmt(after.get(key)))
     out.print(table)
-    if report["dry_run"]:
+    if report["dry_run"] or "metadata_changes" in report:  # GGUF: always show the metadata written
         for line in report["config_diff"]:
             style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
             out.print(line, style=style, markup=False)
@@ -108,6 +105,11 @@ def render_extend(report: dict) -> None:
         out.print(f"buffers: {verb} {len(buffers['changed']) or len(buffers['found'])} stored rotary tensors")
     if report.get("tokenizer_model_max_length"):
         out.print(f"tokenizer_config.json: model_max_length → {report['tokenizer_model_max_length']}")
+    if report.get("tensors"):
+        t = report["tensors"]
+        out.print(f"tensors: {t['copied']} copied byte for byte ({t['bytes_copied'] / 2**20:.0f} MiB)"
+                  + (f", added {', '.join(t['added'])}" if t["added"] else "")
+                  + (f", removed {', '.join(t['removed'])}" if t["removed"] else ""))
     if "files" in report:
         f = report["files"]
         out.print(f"files: {f['linked']} hard-linked, {f['copied']} copied, {len(f['rewritten'])} rewritten")
