@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # helper modules beside the tests (hub_server, …)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+pytest_plugins = ["hub_server"]  # the local Hub-compatible server and its fixtures (tests/hub_server.py)
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

@@ -16,7 +16,6 @@ from ropeconv.source import resolve as resolve_model
 if TYPE_CHECKING:
     from hub_server import HubEnv
 
-pytest_plugins = ["hub_server"]  # fixtures: hub_server, hub_env, hub_source (one server per session)
 # huggingface_hub itself streams LFS uploads with a keyword httpx deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 

@@ -20,7 +20,6 @@ from ropeconv.errors import EXIT_BAD_INPUT, EXIT_HUB, HubError, RopeconvError
 if TYPE_CHECKING:
     from hub_server import HubEnv
 
-pytest_plugins = ["hub_server"]  # fixtures: hub_server, hub_env, hub_source (one server per session)
 # huggingface_hub itself streams LFS uploads with a keyword httpx deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 
