@@ -19,7 +19,7 @@ from ropeconv.errors import RopeconvError
 from ropeconv.methods import get_method, unscaled
 from ropeconv.output import FilePlan, check_destination, dump_json, json_indent, write_model
 from ropeconv.plan import Plan, dimension_classes, plan_extension
-from ropeconv.source import Source, read_config, resolve
+from ropeconv.source import Source, read_config, read_json_object, resolve
 from ropeconv.spec import read_spec
 
 RECORD_NAME = "ropeconv.json"
@@ -33,14 +33,7 @@ def config_fingerprint(folder: Path) -> str:
 
 def read_record(folder: Path) -> dict | None:
     """ropeconv.json of an earlier conversion, if the folder is a ropeconv output."""
-    path = folder / RECORD_NAME
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
-        return None
+    return read_json_object(folder / RECORD_NAME)
 
 
 def _unscaled_base(record: dict | None) -> dict | None:
@@ -118,14 +111,8 @@ def extend(model: str, method: str, *, factor: Any = None, target_context: Any =
 
 
 def _tokenizer_patch(folder: Path, context: int) -> dict | None:
-    path = folder / TOKENIZER_CONFIG
-    if not path.is_file():
-        return None
-    try:
-        tok = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    limit = tok.get("model_max_length") if isinstance(tok, dict) else None
+    tok = read_json_object(folder / TOKENIZER_CONFIG)
+    limit = tok.get("model_max_length") if tok else None
     if isinstance(limit, (int, float)) and limit < context:
         tok["model_max_length"] = context  # vLLM caps the served length at it
         return tok

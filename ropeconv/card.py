@@ -12,13 +12,14 @@ is recovered from it instead of being nested.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import uuid
 from pathlib import Path
 from typing import Any
+
+from ropeconv.source import read_json_object
 
 MARKER = "<!-- ropeconv model card: regenerate with `ropeconv push` or ropeconv.card.write_card -->"
 SOURCE_START = "<!-- ropeconv: source card start -->"
@@ -47,12 +48,6 @@ ENGINE_NOTES = {
 
 # -- reading the folder --------------------------------------------------------------------------
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
@@ -355,8 +350,8 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
             source_card_text = readme.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             source_card_text = None
-    record = _read_json(folder / "ropeconv.json") or {}
-    probe = _read_json(folder / "probe.json")
+    record = read_json_object(folder / "ropeconv.json") or {}
+    probe = read_json_object(folder / "probe.json")
     card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id)
     # Replace, never write in place: README.md may be a hard link into the Hub cache.
     tmp = folder / f".README.md.{uuid.uuid4().hex[:8]}.tmp"

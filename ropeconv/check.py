@@ -10,7 +10,6 @@ atomic output writer. Pure Python at import time: no torch, no transformers.
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from ropeconv import engines as eng
 from ropeconv.errors import EXIT_FAILED, EXIT_OK, RopeconvError
 from ropeconv.families import POSITION_EXPLAINED, family_of
 from ropeconv.methods import longrope_attention_factor, unscaled, yarn_attention_factor
+from ropeconv.source import read_json_object
 from ropeconv.spec import FULL_ATTENTION, RopeSpec, language_section, read_spec
 
 SEVERITIES = ("error", "warning", "info")
@@ -635,12 +635,6 @@ def _summary(spec: RopeSpec, ctx: Context) -> dict:
             "nested_layer_types": sorted(spec.nested) if spec.nested else None}
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
@@ -648,7 +642,7 @@ def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
     from ropeconv.source import read_config
 
     config = read_config(folder)
-    tokenizer = _read_json(folder / TOKENIZER_CONFIG)
+    tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
     try:
         buffers = find_buffers(folder)
     except RopeconvError:
@@ -716,7 +710,7 @@ def apply_fixes(folder: Path, findings: list[Finding], spec: RopeSpec | None, de
     from ropeconv.source import read_config
 
     config = read_config(folder)
-    tokenizer = _read_json(folder / TOKENIZER_CONFIG)
+    tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
     fixable = [f for f in findings if f.fixable]
     applied = {f.check for f in fixable}
     new_config = copy.deepcopy(config)

@@ -28,7 +28,6 @@ ggml's rope kernel; the reason each rule below exists):
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import struct
@@ -41,7 +40,7 @@ from ropeconv import __version__
 from ropeconv.errors import RopeconvError
 from ropeconv.families import family_of
 from ropeconv.methods import Basis, base_inv_freq, compute, get_method, ntk_theta, yarn_get_mscale
-from ropeconv.plan import dimension_classes, normalise_params, resolve_factor
+from ropeconv.plan import dimension_classes, normalise_params, resolve_scale, scaling_start
 from ropeconv.spec import RopeSpec
 
 ROPE_FREQS = "rope_freqs.weight"
@@ -522,34 +521,18 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
                             "use --method yarn, or a model family whose llama.cpp loader reads them "
                             f"({', '.join(sorted(LONGROPE_ARCHS))})")
 
-    theta, L0 = before.theta, before.original_context
     record = read_record(info.kv)
-    if before.is_scaled or record:
-        current = (f"{before.rope_type} ×{before.factor:g}" if before.is_scaled and before.factor
-                   else before.rope_type if before.is_scaled
-                   else f"{record.get('method', '?')} by ropeconv")
-        if not rebase:
-            raise RopeconvError(f"the model is already scaled ({current}, serving {before.served_context()} tokens); "
-                                "stacking a second scaling would apply the factor twice",
-                                "pass --rebase to replace it, computed from the unscaled base")
-        warnings.append(f"--rebase: replacing {current}; computed from the unscaled base")
-        if record and record.get("base.freq_base"):
-            theta = float(record["base.freq_base"])
-            L0 = int(original_context or record.get("base.original_context") or L0)
-        elif before.original_context_source == "context_length" and before.rope_type not in ("linear",):
-            raise RopeconvError(f"the file's {before.rope_type} scaling does not say the length it was trained at "
-                                "before scaling (no rope.scaling.original_context_length)",
-                                "pass --original-context (e.g. 8192 for Llama 3.1)")
-
-    base_spec = copy.copy(before)
-    base_spec.theta, base_spec.original_context = theta, L0
-    s = resolve_factor(base_spec, factor, target_context)
+    earlier = record and {"method": record.get("method", "?"), "rope_theta": record.get("base.freq_base"),
+                          "original_context": record.get("base.original_context")}
+    theta, L0, note = scaling_start(before, rebase=rebase, earlier=earlier, original_context=original_context)
+    warnings += note
+    if (rebase and before.is_scaled and not (record and record.get("base.freq_base"))
+            and before.original_context_source == "context_length" and before.rope_type != "linear"):
+        raise RopeconvError(f"the file's {before.rope_type} scaling does not say the length it was trained at "
+                            "before scaling (no rope.scaling.original_context_length)",
+                            "pass --original-context (e.g. 8192 for Llama 3.1)")
+    s, served = resolve_scale(before, theta, L0, factor, target_context)
     p = normalise_params(method, params, before)
-    served_f = L0 * s
-    if abs(served_f - round(served_f)) > 1e-6:
-        raise RopeconvError(f"factor {s:g} × trained context {L0} = {served_f:g} is not a whole number of tokens",
-                            f"pass --target-context with a whole number (e.g. {int(served_f)})")
-    served = int(round(served_f))
     if method == "yarn" and arch not in YARN_BETA_ARCHS:
         for name, default in zip(("beta_fast", "beta_slow"), YARN_BETA_DEFAULT):
             if name in p and float(p[name]) != default:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropeconv.errors import RopeconvError, did_you_mean
-from ropeconv.methods import METHODS, compute, get_method, ntk_theta
+from ropeconv.methods import METHODS, Basis, compute, get_method, ntk_theta
 from ropeconv.spec import FULL_ATTENTION, RopeSpec, read_spec
 
 # Methods whose trained length L0 stays in max_position_embeddings (vLLM and SGLang multiply it by
@@ -142,6 +142,44 @@ def check_family(spec: RopeSpec, method: str) -> None:
                             f"methods it accepts: {allowed}")
 
 
+def scaling_start(before: RopeSpec, *, rebase: bool, earlier: dict | None,
+                  original_context: int | None) -> tuple[float, int, list[str]]:
+    """(θ, L0) a conversion scales from, and a note. Two scalings are never stacked silently: an
+    already-scaled model is refused unless `rebase`, which scales from the unscaled base instead.
+
+    `earlier` describes an earlier ropeconv conversion ({"method", "rope_theta", "original_context"}):
+    it makes an NTK-rescaled θ count as scaled and holds the base to return to.
+    """
+    if not (before.is_scaled or earlier):
+        return before.theta, before.original_context, []
+    current = (f"{before.rope_type} ×{before.factor:g}" if before.is_scaled and before.factor
+               else before.rope_type if before.is_scaled
+               else f"{earlier.get('method', '?')} by ropeconv (θ {earlier['rope_theta']:g} → {before.theta:g})")
+    if not rebase:
+        raise RopeconvError(f"the model is already scaled ({current}, serving {before.served_context()} tokens); "
+                            "stacking a second scaling would apply the factor twice",
+                            "pass --rebase to replace it, computed from the unscaled base")
+    note = [f"--rebase: replacing {current}; computed from the unscaled base"]
+    if earlier and earlier.get("rope_theta") is not None:
+        L0 = int(original_context or earlier.get("original_context") or before.original_context)
+        return float(earlier["rope_theta"]), L0, note
+    return before.theta, before.original_context, note
+
+
+def resolve_scale(before: RopeSpec, theta: float, L0: int, factor: Any,
+                  target_context: Any) -> tuple[float, int]:
+    """(factor, served context in whole tokens) from --factor or --target-context over L0."""
+    base = copy.copy(before)
+    base.theta, base.original_context = theta, L0
+    factor_value = resolve_factor(base, factor, target_context)
+    served = L0 * factor_value
+    if abs(served - round(served)) > 1e-6:
+        raise RopeconvError(f"factor {factor_value:g} × trained context {L0} = {served:g} is not a whole number "
+                            "of tokens, so max_position_embeddings / L0 cannot equal the factor",
+                            f"pass --target-context with a whole number (e.g. {int(served)})")
+    return factor_value, int(round(served))
+
+
 def plan_extension(config: dict, method: str, *, factor: Any = None, target_context: Any = None,
                    original_context: int | None = None, params: dict | None = None, rebase: bool = False,
                    unscaled_base: dict | None = None) -> Plan:
@@ -155,33 +193,13 @@ def plan_extension(config: dict, method: str, *, factor: Any = None, target_cont
     check_family(before, method)
     warnings = list(before.warnings)
 
-    theta, L0 = before.theta, before.original_context
-    if before.is_scaled or unscaled_base:
-        current = (f"{before.rope_type} ×{before.factor:g}" if before.is_scaled and before.factor
-                   else before.rope_type if before.is_scaled
-                   else f"{unscaled_base['method']} by ropeconv (θ {unscaled_base['rope_theta']:g} → {theta:g})")
-        if not rebase:
-            raise RopeconvError(f"the model is already scaled ({current}, serving {before.served_context()} tokens); "
-                                "stacking a second scaling would apply the factor twice",
-                                "pass --rebase to replace it, computed from the unscaled base")
-        warnings.append(f"--rebase: replacing {current}; computed from the unscaled base")
-        if unscaled_base:
-            theta = float(unscaled_base["rope_theta"])
-            L0 = int(original_context or unscaled_base["original_context"])
-
-    spec_base = copy.copy(before)
-    spec_base.theta, spec_base.original_context = theta, L0
-    factor_value = resolve_factor(spec_base, factor, target_context)
+    theta, L0, note = scaling_start(before, rebase=rebase, earlier=unscaled_base,
+                                    original_context=original_context)
+    warnings += note
+    factor_value, served = resolve_scale(before, theta, L0, factor, target_context)
     method_params = normalise_params(method, params, before)
 
-    served = L0 * factor_value
-    if abs(served - round(served)) > 1e-6:
-        raise RopeconvError(f"factor {factor_value:g} × trained context {L0} = {served:g} is not a whole number "
-                            "of tokens, so max_position_embeddings / L0 cannot equal the factor",
-                            f"pass --target-context with a whole number (e.g. {int(served)})")
-    served = int(round(served))
-
-    basis = spec_base.basis()
+    basis = Basis(theta, before.rotary_dim, L0)
     inv_freq, attention = compute(method, basis, {"factor": factor_value, **method_params})
 
     new_theta = ntk_theta(theta, before.rotary_dim, factor_value) if method == "ntk" else theta

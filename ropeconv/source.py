@@ -75,3 +75,13 @@ def read_config(folder: Path) -> dict:
     if not isinstance(config, dict):
         raise RopeconvError(f"{cfg} is not a JSON object", "fix or re-download config.json")
     return config
+
+
+def read_json_object(path: Path) -> dict | None:
+    """A small JSON file beside the weights (tokenizer_config.json, ropeconv.json, probe.json) as a
+    dict; None when it is missing, unreadable or not an object — callers treat those alike."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
