@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hub_server import hub_env, hub_server, upload_folder_as  # noqa: F401 (fixtures)
+from hub_server import upload_folder_as
 from typer.testing import CliRunner
 
 import ropeconv.batch
