@@ -114,7 +114,7 @@ def _tokenizer_patch(folder: Path, context: int) -> dict | None:
     tok = read_json_object(folder / TOKENIZER_CONFIG)
     limit = tok.get("model_max_length") if tok else None
     if isinstance(limit, (int, float)) and limit < context:
-        tok["model_max_length"] = context  # vLLM caps the served length at it
+        tok["model_max_length"] = context  # tokenizers truncate at it; older vLLM capped the served length
         return tok
     return None
 
