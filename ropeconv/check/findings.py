@@ -1,26 +1,22 @@
-"""`ropeconv check`: portability findings for a model's RoPE config, and their fixes.
+"""The findings `ropeconv check` reports, and the checks that produce them.
 
-Each check reads the raw config.json (plus tokenizer_config.json and stored rotary buffers where
-they matter) and the normalised `RopeSpec`, and returns findings: severity (error, warning, info),
-the key involved, what goes wrong and in which engine, and the fix. A finding whose fix is a plain
-edit carries `patch` operations; `apply_fixes` writes them to a new folder through ropeconv's
-atomic output writer. Pure Python at import time: no torch, no transformers.
+`Finding` is one reported problem (severity, key, what goes wrong, the fix and, when the fix is a plain
+edit, the `patch` operations); `Context` is everything a check may look at. Each check is a function
+registered in `CHECKS` with `@check(id, summary)`; it reads the raw config.json (plus
+tokenizer_config.json and stored rotary buffers where they matter) and the normalised `RopeSpec`.
+Pure Python at import time: no torch, no transformers.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv import engines as eng
-from ropeconv.errors import EXIT_FAILED, EXIT_OK, RopeconvError
-from ropeconv.families import POSITION_EXPLAINED, family_of
 from ropeconv.methods import longrope_attention_factor, unscaled, yarn_attention_factor
-from ropeconv.source import read_json_object
-from ropeconv.spec import FULL_ATTENTION, RopeSpec, language_section, read_spec
+from ropeconv.spec import FULL_ATTENTION, RopeSpec
 
 SEVERITIES = ("error", "warning", "info")
 CONFIG = "config.json"
@@ -31,8 +27,6 @@ FLOAT_PARAMS = ("factor", "attention_factor", "beta_fast", "beta_slow", "mscale"
 # model_max_length values tokenizers use to mean "no limit".
 NO_LIMIT = 1e15
 
-# Config-class defaults for keys a published config.json may leave out (read only to build the spec;
-# never written). Mirrors transformers' Gemma3TextConfig (tests compare against the class).
 @dataclass
 class Finding:
     check: str  # the check's id
@@ -591,234 +585,3 @@ def _bad_values(ctx: Context) -> list[Finding]:
                            f"{ctx.spec.model_type} with {rope_type}: {family.methods_reason}",
                            f"use {' or '.join(family.methods) or 'no scaling'}", ["transformers ≥ 5"]))
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Running the checks
-
-
-def check_config(config: dict, *, folder: Path | None = None, tokenizer: dict | None = None,
-                 buffers: list | None = None, original_context: int | None = None) -> dict:
-    """All findings and the engine table for a parsed config.json (plus what sits beside it)."""
-    try:
-        spec = read_spec(config, original_context=original_context)
-        defaulted = spec.defaulted
-    except RopeconvError as exc:
-        model_type = (config.get("model_type") or "") if isinstance(config, dict) else ""
-        family = family_of(model_type)
-        if family and family.position in POSITION_EXPLAINED or "uses " in exc.problem:
-            finding = Finding("not-rope", "info", "model_type", exc.problem.replace(" uses ", " uses ", 1),
-                              "nothing to check: ropeconv only converts RoPE models", [])
-            return {"model_type": model_type, "rope": None, "findings": [finding.to_dict()], "engines": [],
-                    "_findings": [finding], "_spec": None}
-        raise
-    path, section = language_section(config)
-    ctx = Context(config=config, spec=spec, section=section, prefix=path, folder=folder, tokenizer=tokenizer,
-                  buffers=buffers)
-    ctx.table = eng.engine_table(config, spec)
-    findings: list[Finding] = []
-    if defaulted:
-        findings.append(Finding("class-defaults", "info", ctx.key(*defaulted[:1]),
-                                f"config.json leaves {', '.join(defaulted)} to the {spec.model_type} class defaults; "
-                                "read with transformers' defaults", "nothing to change", []))
-    for _, _, fn in CHECKS:
-        findings.extend(fn(ctx))
-    findings.sort(key=lambda f: SEVERITIES.index(f.severity))
-    return {"model_type": spec.model_type, "rope": _summary(spec, ctx), "findings": [f.to_dict() for f in findings],
-            "engines": ctx.table, "_findings": findings, "_spec": spec}
-
-
-def _summary(spec: RopeSpec, ctx: Context) -> dict:
-    return {"rope_type": spec.rope_type, "rope_theta": spec.theta, "rotary_dim": spec.rotary_dim,
-            "original_context": spec.original_context, "max_position_embeddings": spec.max_position_embeddings,
-            "served_context": ctx.served(), "config_shape": spec.shape,
-            "nested_layer_types": sorted(spec.nested) if spec.nested else None}
-
-
-
-
-def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
-    from ropeconv.buffers import find_buffers
-    from ropeconv.source import read_config
-
-    config = read_config(folder)
-    tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
-    try:
-        buffers = find_buffers(folder)
-    except RopeconvError:
-        buffers = []
-    return check_config(config, folder=folder, tokenizer=tokenizer, buffers=buffers,
-                        original_context=original_context)
-
-
-def counts(findings: list[dict]) -> dict:
-    return {s: sum(f["severity"] == s for f in findings) for s in SEVERITIES}
-
-
-def run_check(model: str, *, original_context: int | None = None, fix: bool = False, output: Path | None = None,
-              force: bool = False) -> dict:
-    """`ropeconv check MODEL [--fix -o DIR]` as a library call; the result is JSON-able."""
-    from ropeconv.source import resolve
-
-    source = resolve(model, need="headers")
-    if source.kind == "gguf":
-        result = check_gguf(source.path)
-    else:
-        result = check_folder(source.path, original_context=original_context)
-    result = {"source": source.to_dict(), **result}
-    if fix:
-        if output is None:
-            raise RopeconvError("--fix needs an output folder", "pass -o DIR (the source is never modified)")
-        if source.kind == "gguf":
-            raise RopeconvError("--fix does not rewrite GGUF files", "fix the Hugging Face model and convert again")
-        result["fix"] = apply_fixes(source.path, result["_findings"], result["_spec"], Path(output), force=force,
-                                    original_context=original_context)
-    result.pop("_findings", None)
-    result.pop("_spec", None)
-    result["counts"] = counts(result["findings"])
-    result["exit_code"] = exit_code_for(result)
-    return result
-
-
-def exit_code_for(result: dict) -> int:
-    findings = result.get("fix", {}).get("after", {}).get("findings") if result.get("fix") else None
-    return EXIT_FAILED if any(f["severity"] == "error" for f in (findings if findings is not None
-                                                                 else result["findings"])) else EXIT_OK
-
-
-# --------------------------------------------------------------------------------------------------
-# Fixing
-
-
-def _apply(obj: dict, op: tuple) -> None:
-    kind, _file, path, *value = op
-    target = obj
-    for key in path[:-1]:
-        if not isinstance(target.get(key), dict):
-            target[key] = {}
-        target = target[key]
-    if kind == "set":
-        target[path[-1]] = copy.deepcopy(value[0])
-    elif kind == "del":
-        target.pop(path[-1], None)
-
-
-def apply_fixes(folder: Path, findings: list[Finding], spec: RopeSpec | None, dest: Path, *, force: bool = False,
-                original_context: int | None = None) -> dict:
-    """Write `folder` with every automatic fix applied to `dest` (atomic; the source is untouched)."""
-    from ropeconv.output import FilePlan, write_model
-    from ropeconv.source import read_config
-
-    config = read_config(folder)
-    tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
-    fixable = [f for f in findings if f.fixable]
-    applied = {f.check for f in fixable}
-    new_config = copy.deepcopy(config)
-    new_tokenizer = copy.deepcopy(tokenizer) if tokenizer is not None else None
-    round_findings = fixable
-    for _ in range(3):  # a fix can uncover another (a corrected length moves the tokenizer cap)
-        ops = [op for f in round_findings for op in f.patch if op[0] in ("set", "del")]
-        if not ops:
-            break
-        for op in sorted(ops, key=lambda o: o[0] == "del"):  # sets first, then deletions
-            if op[1] == CONFIG:
-                _apply(new_config, op)
-            elif op[1] == TOKENIZER_CONFIG and new_tokenizer is not None:
-                _apply(new_tokenizer, op)
-        again = check_config(new_config, tokenizer=new_tokenizer, original_context=original_context)["_findings"]
-        round_findings = [f for f in again if f.fixable and f.check != "stored-buffers"]
-        applied |= {f.check for f in round_findings}
-    plan = FilePlan()
-    if new_config != config:
-        plan.json_files[CONFIG] = new_config
-    if new_tokenizer is not None and new_tokenizer != tokenizer:
-        plan.json_files[TOKENIZER_CONFIG] = new_tokenizer
-    if any(op[0] == "buffers" for f in fixable for op in f.patch):
-        _plan_buffer_rewrite(folder, new_config, plan, original_context)
-    if not plan.json_files and not plan.shard_writers:
-        raise RopeconvError("none of the findings has an automatic fix", "apply the fixes listed by hand")
-    report = write_model(folder, dest, plan, force=force)
-    after = check_folder(dest, original_context=original_context)
-    after.pop("_findings", None)
-    after.pop("_spec", None)
-    return {"output": str(dest), "applied": sorted(applied),
-            "not_fixed": [f.to_dict() for f in findings if not f.fixable and f.severity != "info"],
-            "files": report.to_dict(), "after": {"findings": after["findings"], "counts": counts(after["findings"])}}
-
-
-def _plan_buffer_rewrite(folder: Path, config: dict, plan, original_context: int | None) -> None:
-    from ropeconv.buffers import buffer_values, find_buffers, rewrite_shard
-
-    spec = read_spec(config, original_context=original_context)
-    inv, attention = eng.intended(spec)
-    by_file: dict[str, dict] = {}
-    for buf in find_buffers(folder):
-        by_file.setdefault(buf.file, {})[buf.name] = buffer_values(buf, inv, attention)
-    for name, replace in by_file.items():
-        src = folder / name
-
-        def writer(dst: Path, src=src, replace=replace) -> None:
-            rewrite_shard(src, dst, replace, set())
-
-        plan.shard_writers[name] = writer
-
-
-# --------------------------------------------------------------------------------------------------
-# GGUF
-
-
-def check_gguf(path: Path) -> dict:
-    """Checks on a GGUF file's rope metadata (what llama.cpp will read)."""
-    from ropeconv import gguf_io  # noqa: F401  (the GGUF reader lives there)
-
-    info = gguf_io.inspect_gguf(path)
-    meta = _gguf_rope_keys(info)
-    findings = gguf_findings(meta)
-    spec = info.get("spec") or {}
-    rope = {"rope_type": spec.get("rope_type"), "rope_theta": spec.get("rope_theta"),
-            "rotary_dim": spec.get("rotary_dim"), "original_context": spec.get("original_context"),
-            "max_position_embeddings": spec.get("max_position_embeddings"),
-            "served_context": meta.get("context_length"), "gguf_keys": meta}
-    return {"model_type": meta.get("arch"), "rope": rope if spec else None,
-            "findings": [f.to_dict() for f in findings], "engines": [], "_findings": findings, "_spec": None}
-
-
-def _gguf_rope_keys(info: dict) -> dict:
-    """{short key: value} of the `{arch}.` rope keys `gguf_io.inspect_gguf` reports, plus the arch."""
-    gguf = info.get("gguf") or {}
-    arch = gguf.get("architecture")
-    out: dict = {"arch": arch}
-    for key, value in (gguf.get("rope_keys") or {}).items():
-        if arch and key.startswith(f"{arch}."):
-            out[key[len(arch) + 1:]] = value
-    return out
-
-
-def gguf_findings(meta: dict) -> list[Finding]:
-    """llama.cpp rules on GGUF rope keys (short names without the `{arch}.` prefix)."""
-    arch = meta.get("arch") or "{arch}"
-    out: list[Finding] = []
-    kind = meta.get("rope.scaling.type")
-    factor = meta.get("rope.scaling.factor")
-    ctx_len = meta.get("context_length")
-    orig = meta.get("rope.scaling.original_context_length")
-    if kind == "yarn":
-        if not orig:
-            out.append(Finding("gguf-yarn-original", "error", f"{arch}.rope.scaling.original_context_length",
-                               "YaRN without original_context_length: llama.cpp cannot place the ramp",
-                               "set it to the trained context (convert again from a config that has "
-                               "original_max_position_embeddings)", ["llama.cpp"]))
-        elif factor and ctx_len and not math.isclose(ctx_len, orig * factor):
-            out.append(Finding("gguf-yarn-context", "error", f"{arch}.context_length",
-                               f"context_length {ctx_len} ≠ original_context_length {orig} × factor {factor:g}: "
-                               "llama-server caps the context at context_length",
-                               f"set context_length to {int(orig * factor)}", ["llama.cpp"]))
-    if kind in ("linear", "yarn") and (not factor or factor <= 1):
-        out.append(Finding("gguf-factor", "error", f"{arch}.rope.scaling.factor",
-                           f"rope.scaling.type {kind} without a factor above 1", "set rope.scaling.factor",
-                           ["llama.cpp"]))
-    return out
-
-
-def list_checks() -> list[dict]:
-    return [{"check": cid, "summary": summary} for cid, summary, _ in CHECKS]
