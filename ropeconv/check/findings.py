@@ -27,6 +27,7 @@ FLOAT_PARAMS = ("factor", "attention_factor", "beta_fast", "beta_slow", "mscale"
 # model_max_length values tokenizers use to mean "no limit".
 NO_LIMIT = 1e15
 
+
 @dataclass
 class Finding:
     check: str  # the check's id
