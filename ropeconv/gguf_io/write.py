@@ -1,0 +1,202 @@
+"""Writing the planned GGUF file: where it goes, the streamed copy, the check and the atomic rename.
+
+`write_gguf` builds the output in a temporary file beside the destination, reads it back (`_verify`) and
+renames it into place; `write_stream` writes header, metadata and tensor infos, then copies tensor data
+from the source in CHUNK-sized reads (never more than one chunk in memory).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ropeconv.errors import RopeconvError
+from ropeconv.gguf_io.plan import GgufPlan
+from ropeconv.gguf_io.read import GgufInfo, spec_from_gguf
+
+CHUNK = 8 << 20  # bytes copied per read
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the destination
+
+
+def default_output(path: Path, method: str, factor: float) -> Path:
+    return path.absolute().parent / f"{path.stem}-{method}-x{factor:g}.gguf"
+
+
+def _destination(src: Path, output: str | Path | None, method: str, factor: float, force: bool) -> Path:
+    if output is None:
+        dest = default_output(src, method, factor)
+    else:
+        dest = Path(output).expanduser()
+        if dest.is_dir():
+            dest = dest / default_output(src, method, factor).name
+    dest = dest.absolute()
+    if dest.suffix != ".gguf":
+        raise RopeconvError(f"the output {dest.name} does not end in .gguf",
+                            f"choose a name ending in .gguf, e.g. {default_output(src, method, factor).name}")
+    if dest.resolve() == src.resolve() or (dest.exists() and os.path.samefile(dest, src)):
+        raise RopeconvError(f"the output {dest} is the source file", "choose another -o: the source is never modified")
+    if dest.exists() and not force:
+        raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
+    if dest.exists() and not dest.is_file():
+        raise RopeconvError(f"{dest} exists and is not a file", "choose another -o")
+    if not dest.parent.is_dir():
+        raise RopeconvError(f"the output's folder {dest.parent} does not exist", "create it or choose another -o")
+    if not os.access(dest.parent, os.W_OK):
+        raise RopeconvError(f"cannot write into {dest.parent}: permission denied", "choose another -o")
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------------------
+# writing
+
+
+def _encode_str(text: str | bytes, e: str) -> bytes:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return struct.pack(e + "Q", len(data)) + data
+
+
+def _encode_kv(key: str, vtype: int, value: Any, e: str) -> bytes:
+    from gguf import GGUFValueType as T
+
+    formats = {T.UINT8: "B", T.INT8: "b", T.UINT16: "H", T.INT16: "h", T.UINT32: "I", T.INT32: "i",
+               T.FLOAT32: "f", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d", T.BOOL: "?"}
+    out = _encode_str(key, e) + struct.pack(e + "I", vtype)
+    if T(vtype) == T.STRING:
+        return out + _encode_str(value, e)
+    return out + struct.pack(e + formats[T(vtype)], value)
+
+
+def _read_exact(src, offset: int, size: int) -> bytes:
+    src.seek(offset)
+    data = src.read(size)
+    if len(data) != size:
+        raise RopeconvError(f"{src.name} ended early while copying (truncated)", "download or convert it again")
+    return data
+
+
+def _pad(n: int, align: int) -> int:
+    return (align - n % align) % align
+
+
+def write_gguf(info: GgufInfo, plan: GgufPlan, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+    """Write the planned file to `dest`: a temporary file beside it, checked, then renamed. Returns its size."""
+    umask = os.umask(0)
+    os.umask(umask)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".ropeconv-tmp", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write_stream(info, plan, out, progress=progress)
+            out.flush()
+            os.fsync(out.fileno())
+        _verify(tmp, info, plan)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RopeconvError(f"cannot write {dest}: {exc.strerror or exc}",
+                                "check free space and permissions, or choose another -o") from None
+        raise
+    return dest.stat().st_size
+
+
+def write_stream(info: GgufInfo, plan: GgufPlan, out: Any, progress: Callable[[int], None] | None = None) -> None:
+    """Write the new file to the binary stream `out`: header, metadata, tensor infos, then tensor data
+    copied from the source in CHUNK-sized reads (never more than one chunk in memory)."""
+    import numpy as np
+    from gguf import GGMLQuantizationType
+
+    e, align = info.endian, info.alignment
+    with open(info.path, "rb") as src:
+        kv_blobs: list[bytes] = []
+        for fld in info.fields:
+            if fld.name in plan.drop_kv:
+                continue
+            if fld.name in plan.set_kv:
+                kv_blobs.append(_encode_kv(fld.name, *plan.set_kv[fld.name], e))
+            else:  # copied byte for byte: types and values exactly as they were
+                kv_blobs.append(_read_exact(src, fld.offset, fld.size))
+        present = {fld.name for fld in info.fields}
+        for key, (vtype, value) in plan.set_kv.items():
+            if key not in present:
+                kv_blobs.append(_encode_kv(key, vtype, value, e))
+
+        entries = []  # (tensor-info bytes without the offset, nbytes, source offset or the new tensor's bytes)
+        for t in info.tensors:
+            if t.name in plan.drop_tensors:
+                continue
+            entries.append((_read_exact(src, t.info_offset, t.info_size - 8), t.n_bytes, t.data_offset))
+        for name, values in plan.add_tensors.items():
+            data = np.asarray(values, dtype=np.dtype(np.float32).newbyteorder(e)).tobytes()
+            ti = (_encode_str(name, e) + struct.pack(e + "I", 1) + struct.pack(e + "Q", len(values))
+                  + struct.pack(e + "I", int(GGMLQuantizationType.F32)))
+            entries.append((ti, len(data), data))
+
+        pos = 0
+
+        def emit(data) -> None:
+            nonlocal pos
+            out.write(data)
+            pos += len(data)
+
+        emit(_read_exact(src, 0, 4))  # magic
+        emit(struct.pack(e + "I", info.version))
+        emit(struct.pack(e + "Q", len(entries)))
+        emit(struct.pack(e + "Q", len(kv_blobs)))
+        for blob in kv_blobs:
+            emit(blob)
+        offset = 0
+        for ti, nbytes, _ in entries:
+            emit(ti + struct.pack(e + "Q", offset))
+            offset += nbytes + _pad(nbytes, align)
+        emit(b"\0" * _pad(pos, align))
+
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        for _, nbytes, origin in entries:
+            if isinstance(origin, bytes):
+                emit(origin)
+            else:
+                src.seek(origin)
+                left = nbytes
+                while left:
+                    got = src.readinto(view[:min(CHUNK, left)])
+                    if not got:
+                        raise RopeconvError(f"{info.path} ended early while copying tensor data (truncated)",
+                                            "download or convert it again")
+                    emit(view[:got])
+                    left -= got
+                    if progress:
+                        progress(got)
+            emit(b"\0" * _pad(nbytes, align))
+
+
+def _verify(tmp: Path, info: GgufInfo, plan: GgufPlan) -> None:
+    """The written file must read back: every tensor, the planned metadata and RoPE description."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(tmp, "r")
+    except Exception as exc:
+        raise AssertionError(f"the written GGUF does not read back: {exc}") from None
+    try:
+        src = {t.name: t for t in info.tensors if t.name not in plan.drop_tensors}
+        got = {t.name: t for t in reader.tensors}
+        if set(got) != set(src) | set(plan.add_tensors):
+            raise AssertionError("the written GGUF has a different tensor list than planned")
+        for name, t in src.items():
+            g = got[name]
+            if int(g.tensor_type) != t.type_id or g.n_bytes != t.n_bytes or tuple(int(x) for x in g.shape) != t.shape:
+                raise AssertionError(f"tensor {name} was written with a different type or shape")
+        after = spec_from_gguf(reader)
+        if after.to_dict() != plan.after.to_dict():
+            raise AssertionError("the written GGUF reads back a different RoPE description than planned")
+    finally:
+        del reader
