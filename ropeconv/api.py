@@ -18,7 +18,7 @@ from ropeconv.buffers import (INDEX_NAME, Buffer, bin_files_with_buffers, buffer
 from ropeconv.errors import RopeconvError
 from ropeconv.methods import get_method, unscaled
 from ropeconv.output import FilePlan, check_destination, dump_json, json_indent, write_model
-from ropeconv.plan import Plan, dimension_classes, plan_extension
+from ropeconv.plan import Plan, conversion_summary, dimension_classes, plan_extension
 from ropeconv.source import Source, read_config, read_json_object, resolve
 from ropeconv.spec import read_spec
 
@@ -88,13 +88,7 @@ def extend(model: str, method: str, *, factor: Any = None, target_context: Any =
     report = {
         "source": source.to_dict(),
         "output": str(dest.absolute()),
-        "method": method,
-        "factor": plan.factor,
-        "params": plan.params,
-        "served_context": plan.served_context,
-        "attention_factor": plan.attention_factor,
-        "before": plan.before.to_dict(),
-        "after": plan.after.to_dict(),
+        **conversion_summary(plan),
         "config_diff": _diff(folder / "config.json", plan.config),
         "tokenizer_model_max_length": tokenizer.get("model_max_length") if tokenizer else None,
         "buffers": {"mode": buffers, "found": [b.to_dict() for b in found], "pickled_shards": pickled,

@@ -272,6 +272,13 @@ def write_rope(config: dict, before: RopeSpec, entry: dict, theta: float, max_po
     return new
 
 
+def conversion_summary(plan) -> dict:
+    """The part of an extend report every source kind shares (a folder's Plan or a GGUF plan)."""
+    return {"method": plan.method, "factor": plan.factor, "params": plan.params,
+            "served_context": plan.served_context, "attention_factor": plan.attention_factor,
+            "before": plan.before.to_dict(), "after": plan.after.to_dict()}
+
+
 def dimension_classes(base: list[float], new: list[float], factor: float) -> list[str]:
     """Per dimension pair: 'keep' (unchanged), 'interpolate' (divided by the factor) or 'blend'."""
     out = []

@@ -13,6 +13,13 @@ from ropeconv.errors import EXIT_INTERNAL, RopeconvError
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON document on stdout.")
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+# Hub push options, shared by `push` and `extend --push-to`
+PRIVATE_OPTION = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility).")
+REVISION_OPTION = typer.Option(None, "--revision", help="Branch to push to (created from main when missing).")
+CREATE_PR_OPTION = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing.")
+COMMIT_MESSAGE_OPTION = typer.Option(None, "--commit-message", help="Commit title (default: describes the conversion).")
+TOKEN_OPTION = typer.Option(None, "--token", help="Hub token (default: HF_TOKEN, then the stored login). Never printed; "
+                            "prefer HF_TOKEN, as options show up in the process list.")
 
 
 def console(stderr: bool = False):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, progress, run
+from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
+                                 REVISION_OPTION, TOKEN_OPTION, console, progress, run)
 from ropeconv.cli.params import MethodOptions, with_method_options
 
 BUFFERS_HELP = (
@@ -37,10 +38,11 @@ def extend_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the config diff and buffer changes; write nothing."),
     probe: bool = typer.Option(False, "--probe", help="Probe the output against its source (perplexity past L0 and short-context retention)."),
     push_to: str = typer.Option(None, "--push-to", help="Push the output to this Hub repo (with a model card)."),
-    private: bool = typer.Option(False, "--private", help="With --push-to: create the repo private."),
-    revision: str = typer.Option(None, "--revision", help="With --push-to: branch to push to (created when missing)."),
-    create_pr: bool = typer.Option(False, "--create-pr", help="With --push-to: open a pull request instead of committing."),
-    token: str = typer.Option(None, "--token", help="Hub token (default: HF_TOKEN or the stored login). Never printed."),
+    private: bool = PRIVATE_OPTION,
+    revision: str = REVISION_OPTION,
+    create_pr: bool = CREATE_PR_OPTION,
+    commit_message: str = COMMIT_MESSAGE_OPTION,
+    token: str = TOKEN_OPTION,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
     method_opts: MethodOptions = None,
@@ -67,7 +69,8 @@ def extend_command(
                 disable_progress_bars()
 
             report["push"] = hub.push_folder(report["output"], push_to, private=private, revision=revision,
-                                             create_pr=create_pr, token=token, source=report["source"])
+                                             create_pr=create_pr, commit_message=commit_message, token=token,
+                                             source=report["source"])
         return report
 
     run(body, as_json=as_json, debug=debug, render=render_extend, exit_code=_exit_code)

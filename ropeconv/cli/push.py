@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
+                                 REVISION_OPTION, TOKEN_OPTION, console, run)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,11 +18,11 @@ def register(app: typer.Typer) -> None:
 def push_command(
     folder: Path = typer.Argument(..., help="Model folder to push (e.g. an `extend` output)."),
     repo_id: str = typer.Argument(..., help="Destination repo, org/name (created when missing)."),
-    private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
-    revision: str = typer.Option(None, "--revision", help="Branch to push to (created from main when missing)."),
-    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing."),
-    commit_message: str = typer.Option(None, "--commit-message", help="Commit title (default: describes the conversion)."),
-    token: str = typer.Option(None, "--token", help="Hub token (default: HF_TOKEN, then the stored login). Never printed; prefer HF_TOKEN, as options show up in the process list."),
+    private: bool = PRIVATE_OPTION,
+    revision: str = REVISION_OPTION,
+    create_pr: bool = CREATE_PR_OPTION,
+    commit_message: str = COMMIT_MESSAGE_OPTION,
+    token: str = TOKEN_OPTION,
     no_card: bool = typer.Option(False, "--no-card", help="Leave README.md as it is instead of writing the model card from ropeconv.json."),
     no_server_copy: bool = typer.Option(False, "--no-server-copy", help="Upload every file, even weights the source repo already stores."),
     as_json: bool = JSON_OPTION,

@@ -70,7 +70,7 @@ from ropeconv.gguf_io.read import (
 )
 from ropeconv.gguf_io.write import CHUNK, _destination, default_output, write_gguf, write_stream
 from ropeconv.methods import base_inv_freq
-from ropeconv.plan import dimension_classes
+from ropeconv.plan import conversion_summary, dimension_classes
 
 __all__ = [
     "CHUNK", "FACTORS_LONG", "FACTORS_SHORT", "HEADER_MIN", "LONGROPE_ARCHS", "NON_ROPE", "RECORD_PREFIX",
@@ -157,13 +157,7 @@ def extend_gguf(path: str | Path, method: str, *, factor: Any = None, target_con
     report = {
         "source": {"kind": "gguf", "path": str(info.path)},
         "output": str(dest),
-        "method": method,
-        "factor": plan.factor,
-        "params": plan.params,
-        "served_context": plan.served_context,
-        "attention_factor": plan.attention_factor,
-        "before": plan.before.to_dict(),
-        "after": plan.after.to_dict(),
+        **conversion_summary(plan),
         "config_diff": _diff_lines(plan.changes),
         "metadata_changes": plan.changes,
         "tensors": {"copied": len(kept), "added": sorted(plan.add_tensors),
