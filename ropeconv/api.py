@@ -18,7 +18,7 @@ from ropeconv.buffers import (INDEX_NAME, Buffer, bin_files_with_buffers, buffer
 from ropeconv.errors import RopeconvError
 from ropeconv.methods import get_method, unscaled
 from ropeconv.output import FilePlan, check_destination, dump_json, json_indent, write_model
-from ropeconv.plan import Plan, conversion_summary, dimension_classes, plan_extension
+from ropeconv.plan import Plan, conversion_summary, conversion_view, plan_extension
 from ropeconv.source import Source, read_config, read_json_object, resolve
 from ropeconv.spec import read_spec
 
@@ -220,13 +220,7 @@ def inspect(model: str, *, method: str | None = None, factor: Any = None, target
         plan = plan_extension(config, method, factor=factor, target_context=target_context,
                               original_context=original_context, params=params, rebase=True,
                               unscaled_base=_unscaled_base(record))
-        classes = dimension_classes(base_inv, plan.inv_freq, plan.factor)
-        for d, new, cls in zip(dims, plan.inv_freq, classes):
-            d.update(new_inv_freq=new, new_scale=base_inv[d["pair"]] / new, action=cls)
-        result["conversion"] = {"method": method, "factor": plan.factor, "served_context": plan.served_context,
-                                "attention_factor": plan.attention_factor, "after": plan.after.to_dict(),
-                                "counts": {c: classes.count(c) for c in ("keep", "blend", "interpolate")},
-                                "warnings": plan.warnings}
+        result["conversion"] = conversion_view(dims, base_inv, plan)
     return result
 
 

@@ -279,6 +279,17 @@ def conversion_summary(plan) -> dict:
             "before": plan.before.to_dict(), "after": plan.after.to_dict()}
 
 
+def conversion_view(dims: list[dict], base_inv: list[float], plan) -> dict:
+    """What `inspect --method` shows: each dimension pair's new scale and action (added to `dims`),
+    and the conversion's summary."""
+    classes = dimension_classes(base_inv, plan.inv_freq, plan.factor)
+    for d, new, cls in zip(dims, plan.inv_freq, classes):
+        d.update(new_inv_freq=new, new_scale=base_inv[d["pair"]] / new, action=cls)
+    return {"method": plan.method, "factor": plan.factor, "served_context": plan.served_context,
+            "attention_factor": plan.attention_factor, "after": plan.after.to_dict(),
+            "counts": {c: classes.count(c) for c in ("keep", "blend", "interpolate")}, "warnings": plan.warnings}
+
+
 def dimension_classes(base: list[float], new: list[float], factor: float) -> list[str]:
     """Per dimension pair: 'keep' (unchanged), 'interpolate' (divided by the factor) or 'blend'."""
     out = []

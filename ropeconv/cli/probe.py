@@ -40,7 +40,8 @@ def probe_command(
     max_short_ratio: float = typer.Option(None, "--max-short-ratio", help="Fail when perplexity inside L0 exceeds "
                                           "BASE's by more than this ratio (default 1.25)."),
     max_beyond_ratio: float = typer.Option(None, "--max-beyond-ratio", help="Fail when a position bucket past L0 "
-                                           "exceeds the last bucket inside L0 by more than this ratio (default 2.0)."),
+                                           "exceeds the second half of the trained window (the model's own, and "
+                                           "BASE's with --against) by more than this ratio (default 2.0)."),
     min_passkey_accuracy: float = typer.Option(None, "--min-passkey-accuracy", help="With --passkey: fail below "
                                                "this accuracy (0–1; default: not judged)."),
     no_save: bool = typer.Option(False, "--no-save", help="Do not write probe.json into a ropeconv output folder."),

@@ -70,7 +70,7 @@ from ropeconv.gguf_io.read import (
 )
 from ropeconv.gguf_io.write import CHUNK, _destination, default_output, write_gguf, write_stream
 from ropeconv.methods import base_inv_freq
-from ropeconv.plan import conversion_summary, dimension_classes
+from ropeconv.plan import conversion_summary, conversion_view
 
 __all__ = [
     "CHUNK", "FACTORS_LONG", "FACTORS_SHORT", "HEADER_MIN", "LONGROPE_ARCHS", "NON_ROPE", "RECORD_PREFIX",
@@ -126,13 +126,7 @@ def inspect_gguf(path: str | Path, method: str | None = None, factor: Any = None
     if method:
         plan = plan_gguf(info, method, factor=factor, target_context=target_context,
                          original_context=original_context, params=params, rebase=True)
-        classes = dimension_classes(base_inv, plan.inv_freq, plan.factor)
-        for d, new, cls in zip(dims, plan.inv_freq, classes):
-            d.update(new_inv_freq=new, new_scale=base_inv[d["pair"]] / new, action=cls)
-        result["conversion"] = {"method": method, "factor": plan.factor, "served_context": plan.served_context,
-                                "attention_factor": plan.attention_factor, "after": plan.after.to_dict(),
-                                "counts": {c: classes.count(c) for c in ("keep", "blend", "interpolate")},
-                                "metadata_changes": plan.changes, "warnings": plan.warnings}
+        result["conversion"] = {**conversion_view(dims, base_inv, plan), "metadata_changes": plan.changes}
     return result
 
 
