@@ -329,3 +329,19 @@ def test_extend_push_to(hub_env, hub_source, tmp_path):
     push = report["push"]
     assert push["url"] == push["commit_url"] and push["copied_server_side"]["files"] == 2
     assert head(hub_env, "alice/via-extend") == push["commit_sha"]
+
+
+def test_pushed_records_carry_no_local_paths(hub_env, tmp_path):
+    """ropeconv.json keeps the local source path on disk; what is pushed names only the folder."""
+    from conftest import build_tiny
+    from ropeconv import api
+
+    src = build_tiny("llama", tmp_path / "private-home" / "my-model")
+    out = tmp_path / "private-home" / "my-model-yarn"
+    api.extend(str(src), "yarn", factor=2, output=out)
+    assert str(src) in (out / "ropeconv.json").read_text()
+    pushed = hub.push_folder(out, "alice/local-paths", card=False)
+    got = download(hub_env, "alice/local-paths", pushed["commit_sha"], tmp_path / "dl")
+    text = (got / "ropeconv.json").read_text()
+    assert str(tmp_path) not in text and '"path": "my-model"' in text
+    assert json.loads(text)["base"] == json.loads((out / "ropeconv.json").read_text())["base"]

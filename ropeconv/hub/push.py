@@ -61,6 +61,31 @@ def write_permission_problem(whoami: dict, repo_id: str, *, create_pr: bool = Fa
     return None
 
 
+# Files that record where things were on this machine (source folder, probe text, cache paths):
+# what is pushed carries folder names, never local absolute paths (they name users' homes).
+LOCAL_RECORDS = (RECORD_NAME, "probe.json")
+
+
+def _public_bytes(path: Path) -> bytes:
+    """A record file's content with every local absolute path reduced to its last component."""
+    def scrub(value):
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, str) and value.startswith("/") and len(value) > 1:
+            return Path(value).name
+        return value
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return path.read_bytes()
+    from ropeconv.output import dump_json
+
+    return dump_json(scrub(data)).encode("utf-8")
+
+
 def _local_files(folder: Path) -> dict[str, Path]:
     out = {}
     for path in sorted(folder.rglob("*")):
@@ -126,7 +151,8 @@ class PushPlan:
                                    src_repo_type="model")
                for rel, (repo, sha, _, _) in sorted(copies.items())]
         skip = set(copies) | set(self.unchanged_copies)
-        ops += [CommitOperationAdd(path_or_fileobj=str(path), path_in_repo=rel)
+        ops += [CommitOperationAdd(path_or_fileobj=_public_bytes(path) if rel in LOCAL_RECORDS else str(path),
+                                   path_in_repo=rel)
                 for rel, path in sorted(self.files.items()) if rel not in skip]
         return ops
 
