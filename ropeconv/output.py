@@ -41,19 +41,26 @@ class WriteReport:
         return {"linked": self.linked, "copied": self.copied, "rewritten": self.rewritten}
 
 
-def json_indent(path: Path) -> int | None:
-    """The indentation a JSON file uses (None for compact), so patched files look like their source."""
+def json_indent(path: Path) -> int | str | None:
+    """The indentation a JSON file uses (None for a one-line file, "\t" for tabs), so a patched
+    file looks like its source."""
     try:
-        for line in path.read_text(encoding="utf-8").splitlines()[1:3]:
-            stripped = line.lstrip(" ")
-            if stripped and stripped != line:
-                return len(line) - len(stripped)
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
-        pass
+        return 2
+    if len(lines) <= 1:
+        return None
+    for line in lines[1:3]:
+        stripped = line.lstrip(" \t")
+        if stripped and stripped != line:
+            prefix = line[: len(line) - len(stripped)]
+            return "\t" if prefix.startswith("\t") else len(prefix)
     return 2
 
 
-def dump_json(obj: dict, indent: int | None = 2) -> str:
+def dump_json(obj: dict, indent: int | str | None = 2) -> str:
+    if indent is None:
+        return json.dumps(obj, ensure_ascii=False, separators=(", ", ": ")) + "\n"
     return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
 
 

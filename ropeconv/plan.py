@@ -8,8 +8,11 @@ values, `rope_type` only, floats as floats, and `max_position_embeddings` /
 from __future__ import annotations
 
 import copy
+import json
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ropeconv.errors import RopeconvError, did_you_mean
@@ -43,6 +46,21 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
+_TOKENS = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
+_TOKEN_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+
+
+def parse_tokens(value: Any) -> int | None:
+    """A whole number of tokens: 32768, "32768", "32k", "1.5k", "1m", "128_000" — else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    match = _TOKENS.match(str(value).strip().replace("_", ""))
+    number = float(match.group(1)) * _TOKEN_UNITS[match.group(2).lower()] if match else None
+    return int(number) if number is not None and number == int(number) else None
+
+
 def parse_factor(value: Any, what: str = "factor") -> float:
     try:
         number = float(value)
@@ -62,11 +80,10 @@ def resolve_factor(spec: RopeSpec, factor: Any, target_context: Any) -> float:
                             "e.g. --factor 4, or --target-context 32768")
     if factor is not None:
         return parse_factor(factor)
-    try:
-        target = int(str(target_context).lower().replace("k", "")) * (1024 if str(target_context).lower().endswith("k") else 1)
-    except ValueError:
+    target = parse_tokens(target_context)
+    if target is None:
         raise RopeconvError(f"--target-context {target_context!r} is not a whole number of tokens",
-                            "e.g. --target-context 32768 or 32k") from None
+                            "e.g. --target-context 32768 or 32k")
     if target <= spec.original_context:
         raise RopeconvError(f"--target-context {target} is not longer than the trained context {spec.original_context}",
                             "pass a longer target, or --original-context if L0 is wrong")
@@ -132,6 +149,29 @@ def _factor_list(key: str, value: Any, expected: int) -> list[float]:
     if any(n <= 0 for n in numbers):
         raise RopeconvError(f"{key} has a value ≤ 0", "every LongRoPE factor must be positive")
     return numbers
+
+
+def parse_factor_list(key: str, text: str) -> list:
+    """A LongRoPE list: inline `1.0,1.1,…`, a JSON list, or a JSON file (a list, or an object with `key`)."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RopeconvError(f"--{key.replace('_', '-')} file {path} is not valid JSON ({exc})",
+                                "give a JSON list of numbers") from None
+        if isinstance(data, dict):
+            data = data.get(key, data.get("rope_scaling", {}).get(key) if isinstance(data.get("rope_scaling"), dict) else None)
+        if not isinstance(data, list):
+            raise RopeconvError(f"--{key.replace('_', '-')} file {path} holds no list named {key}",
+                                "give a JSON list of numbers, or an object with that key")
+        return data
+    try:
+        data = json.loads(text if text.strip().startswith("[") else f"[{text}]")
+    except ValueError:
+        raise RopeconvError(f"--{key.replace('_', '-')} {text[:40]!r} is neither a file nor a list of numbers",
+                            "pass 1.0,1.1,… or a JSON file") from None
+    return data
 
 
 def check_family(spec: RopeSpec, method: str) -> None:

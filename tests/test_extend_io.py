@@ -328,3 +328,37 @@ def test_chained_rebases_keep_the_unscaled_base(tiny, tmp_path):
     assert report["after"]["rope_theta"] == 10000.0 and report["served_context"] == 8 * 4096
     record = json.loads((tmp_path / "c" / "ropeconv.json").read_text())
     assert record["base"] == {"rope_theta": 10000.0, "original_context": 4096}
+
+
+@pytest.mark.parametrize("style", ["compact", "tabs", "four"])
+def test_patched_config_keeps_the_source_formatting(tiny, tmp_path, style):
+    src = tiny("llama")
+    cfg = json.loads((src / "config.json").read_text())
+    text = {"compact": json.dumps(cfg), "tabs": json.dumps(cfg, indent="\t"), "four": json.dumps(cfg, indent=4)}[style]
+    (src / "config.json").write_text(text + "\n")
+    api.extend(str(src), "yarn", factor=2, output=tmp_path / "o")
+    out = (tmp_path / "o" / "config.json").read_text()
+    if style == "compact":
+        assert out.count("\n") == 1
+    else:
+        assert out.splitlines()[1].startswith("\t" if style == "tabs" else "    \"")
+
+
+@pytest.mark.parametrize("value,expected", [("64k", 65536), (" 64k ", 65536), ("4.5k", 4608), ("128_000", 128000),
+                                            (131072, 131072)])
+def test_target_context_parsing(tiny, value, expected):
+    report = api.extend(str(tiny("llama")), "yarn", target_context=value, dry_run=True)
+    assert report["served_context"] == expected
+
+
+@pytest.mark.parametrize("value,message", [("1k2", "not a whole number of tokens"), ("k128", "not a whole number"),
+                                           ("64kk", "not a whole number"), ("4096", "not longer than the trained"),
+                                           ("4097.5", "not a whole number")])
+def test_bad_target_context(tiny, value, message):
+    with pytest.raises(RopeconvError, match=message):
+        api.extend(str(tiny("llama")), "yarn", target_context=value, dry_run=True)
+
+
+def test_factor_that_gives_fractional_tokens_is_refused(tiny):
+    with pytest.raises(RopeconvError, match="not a whole number of tokens.*--target-context"):
+        api.extend(str(tiny("llama")), "yarn", factor="1.00001", dry_run=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import typer
 
-from ropeconv.errors import RopeconvError
+from ropeconv.plan import parse_factor_list
 
 
 @dataclass
@@ -30,29 +28,6 @@ class MethodOptions:
             if key in params:
                 params[key] = parse_factor_list(key, params[key])
         return params
-
-
-def parse_factor_list(key: str, text: str) -> list:
-    """A LongRoPE list: inline `1.0,1.1,…`, a JSON list, or a JSON file (a list, or an object with `key`)."""
-    path = Path(text).expanduser()
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RopeconvError(f"--{key.replace('_', '-')} file {path} is not valid JSON ({exc})",
-                                "give a JSON list of numbers") from None
-        if isinstance(data, dict):
-            data = data.get(key, data.get("rope_scaling", {}).get(key) if isinstance(data.get("rope_scaling"), dict) else None)
-        if not isinstance(data, list):
-            raise RopeconvError(f"--{key.replace('_', '-')} file {path} holds no list named {key}",
-                                "give a JSON list of numbers, or an object with that key")
-        return data
-    try:
-        data = json.loads(text if text.strip().startswith("[") else f"[{text}]")
-    except ValueError:
-        raise RopeconvError(f"--{key.replace('_', '-')} {text[:40]!r} is neither a file nor a list of numbers",
-                            "pass 1.0,1.1,… or a JSON file") from None
-    return data
 
 
 _PANEL = "Method parameters"

@@ -7,19 +7,17 @@ This module imports only light things: torch and transformers load inside the fu
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from ropeconv.errors import RopeconvError
+from ropeconv.plan import parse_tokens
 from ropeconv.probe.verdict import Thresholds, judge
 
 RESULT_NAME = "probe.json"
 RECORD_NAME = "ropeconv.json"  # marks a ropeconv output folder (written by extend)
 SHORT_LENGTH = 4096
-_LENGTH = re.compile(r"^(\d+(?:\.\d+)?)([km]?)$", re.IGNORECASE)
-_MULTIPLIER = {"": 1, "k": 1024, "m": 1024 * 1024}
 MIN_LENGTH = 16
 
 __all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESULT_NAME"]
@@ -29,13 +27,11 @@ __all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESUL
 
 def parse_length(item: str) -> int:
     """'4k' -> 4096, '16K' -> 16384, '32768' -> 32768, '1.5k' -> 1536."""
-    text = str(item).strip().replace("_", "")
-    match = _LENGTH.match(text)
-    value = float(match.group(1)) * _MULTIPLIER[match.group(2).lower()] if match else None
-    if value is None or value != int(value) or int(value) < MIN_LENGTH:
+    value = parse_tokens(item)
+    if value is None or value < MIN_LENGTH:
         raise RopeconvError(f"{str(item).strip()!r} is not a length in tokens (at least {MIN_LENGTH})",
                             "use numbers like 4k, 16k or 32768, separated by commas")
-    return int(value)
+    return value
 
 
 def parse_lengths(value: str | int | list | tuple) -> list[int]:

@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - Python 3.10 (pip install tomli)
 
 from ropeconv.errors import RopeconvError, did_you_mean
 from ropeconv.methods import METHODS
+from ropeconv.plan import parse_tokens
 from ropeconv.recipes.hashing import _probe_fingerprint, recipe_hash
 from ropeconv.recipes.lines import key_lines, line_of
 from ropeconv.recipes.model import Conversion, ProbeSettings
@@ -235,15 +236,9 @@ def _is(kind: str, value: Any) -> bool:
 
 
 def parse_target_context(value: Any) -> int | None:
-    """32768, "32768" or "32k" -> 32768 (None when not a whole number of tokens)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value > 0 else None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+)\s*([kK]?)\s*", value)
-        if match:
-            number = int(match.group(1)) * (1024 if match.group(2) else 1)
-            return number if number > 0 else None
-    return None
+    """32768, "32768", "32k" or "1.5k" -> tokens (None when not a positive whole number of tokens)."""
+    tokens = parse_tokens(value)
+    return tokens if tokens is not None and tokens > 0 else None
 
 
 class _Checker:
@@ -488,7 +483,7 @@ def _factor_list(key: str, value: Any, check: _Checker, base_dir: Path) -> list 
     if isinstance(value, list):
         data = value
     elif isinstance(value, str):
-        from ropeconv.cli.params import parse_factor_list
+        from ropeconv.plan import parse_factor_list
 
         text = value.strip()
         candidate = _path(base_dir, text)
