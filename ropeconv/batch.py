@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ropeconv.source import read_json_object
 from ropeconv import __version__
 from ropeconv.errors import EXIT_FAILED, EXIT_HUB, EXIT_INTERNAL, HubError, RopeconvError
 from ropeconv.recipes import (Conversion, Problem, RecipeError, cli_words, display_path, load_recipes,
@@ -228,11 +229,7 @@ def pushed_record(repo_id: str, revision: str | None) -> dict | None:
             return None  # nothing pushed there yet
         except Exception as exc:
             _raise(exc, cfg, repo_id, revision)
-        try:
-            record = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-    return record if isinstance(record, dict) else None
+        return read_json_object(Path(path))
 
 
 def _raise(exc: BaseException, cfg, repo_id: str, revision: str | None):
@@ -590,7 +587,10 @@ def _build(item: Outcome, ctx: Context) -> None:
         stamp.update(probed=True, verdict=verdict["status"])
     elif conv.probe is not None:
         item.probe = {"status": "off", "summary": "the recipe asks for a probe; --no-probe skipped it"}
-    record = json.loads((output / RECORD_NAME).read_text(encoding="utf-8"))
+    record = read_json_object(output / RECORD_NAME)
+    if record is None:
+        raise RopeconvError(f"{output / RECORD_NAME} is missing or not valid JSON after the build",
+                            "rerun the conversion (--force rebuilds the output)")
     record[STAMP_KEY] = stamp
     write_json_atomic(output / RECORD_NAME, record)
     if verdict is not None and verdict["status"] == "fail":

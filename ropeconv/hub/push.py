@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ropeconv.source import read_json_object
 from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (HubSettings, _api, _login_fix, _transient, _unapplied, _version, hub_errors,
                                  settings, with_retries)
@@ -96,11 +97,7 @@ def _local_files(folder: Path) -> dict[str, Path]:
 
 
 def _record(folder: Path) -> dict:
-    try:
-        record = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
-        return record if isinstance(record, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json_object(folder / RECORD_NAME) or {}
 
 
 def _source_ref(source: Any, record: dict) -> tuple[str, str] | None:

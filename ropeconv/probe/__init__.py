@@ -179,14 +179,12 @@ def _describe(model: str | Path, original_context: int | None) -> dict:
 
 def _recorded_source(record_path: Path) -> str | None:
     """The local source folder an earlier `ropeconv extend` recorded, when it still exists."""
-    import json
+    from ropeconv.source import read_json_object
 
-    try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        source = record.get("source") or {}
-        path = source.get("repo_id") or source.get("path")
-    except (OSError, ValueError, AttributeError):
+    source = (read_json_object(record_path) or {}).get("source")
+    if not isinstance(source, dict):
         return None
+    path = source.get("repo_id") or source.get("path")
     if not isinstance(path, str):
         return None
     return path if source.get("repo_id") or Path(path).is_dir() else None
