@@ -62,9 +62,19 @@ def test_published_config_findings(name):
 
 
 def test_every_check_is_exercised_by_this_file():
+    """Each check has a test that expects it to fire (a (id, severity) pair or `"id" in ids(…)`), and
+    one that expects it not to (`"id" not in ids(…)`) — a mere mention does not count."""
+    import re
+
     text = Path(__file__).read_text()
+    lines = text.splitlines()
     for check_id, _, _ in CHECKS:
-        assert f'"{check_id}"' in text, f"no test names {check_id}"
+        q = f'"{check_id}"'
+        fires = any(re.search(rf'{q}, "(error|warning|info)"\)|{q} in (ids|\{{|result)|== {q}', line) for line in lines)
+        quiet = any(f"{q} not in" in line or (q in line and re.search(r"assert not \{.*\} & ids\(", line))
+                    for line in lines)
+        assert fires, f"no test expects {check_id} to fire"
+        assert quiet, f"no test expects {check_id} to stay quiet"
 
 
 def test_cli_prints_findings_and_exits_1_on_errors(tmp_path):

@@ -11,6 +11,9 @@ import pytest
 from conftest import build_tiny
 
 
+RECIPES = __import__("pathlib").Path(__file__).parent.parent / "recipes"
+
+
 def ropeconv(*args, env=None):
     import os
 
@@ -26,10 +29,12 @@ def model(tmp_path_factory):
 def test_help_and_inspect_import_neither_torch_nor_transformers(model):
     code = ("import sys, runpy; sys.argv = ['ropeconv'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('ropeconv', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub', 'gguf') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub', 'gguf', 'numpy', 'matplotlib',\n"
+            "                     'safetensors') if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")
     for args in (["--help"], ["inspect", str(model)], ["inspect", str(model), "-m", "yarn", "-f", "4", "--json"],
-                 ["methods"], ["extend", "--help"]):
+                 ["methods"], ["extend", "--help"], ["check", str(model)], ["check", str(model), "--json"],
+                 ["batch", str(RECIPES), "--dry-run"], ["extend", str(model), "-m", "yarn", "-f", "2", "--dry-run"]):
         result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
         assert "HEAVY []" in result.stderr, (args, result.stderr[-500:])
 

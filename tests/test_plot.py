@@ -75,4 +75,7 @@ def test_plot_from_inspect_uses_the_conversion_scales(tmp_path):
     (tmp_path / "config.json").write_text((CORPUS / "mistral-7b-v0.1.json").read_text())
     result = api.inspect(str(tmp_path), method="yarn", factor=4)
     text = plot_from_inspect(result, tmp_path / "x.png")
-    assert text.startswith("wrote") or "yarn" in text
+    assert text == f"wrote {tmp_path / 'x.png'}" and (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
+    # the plot's own per-method scales agree with what inspect computed for the conversion
+    ours = method_scales(result["spec"], ["yarn"], 4.0)["yarn"]
+    assert ours == pytest.approx([d["new_scale"] for d in result["dimensions"]], rel=1e-9)
