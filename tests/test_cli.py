@@ -95,3 +95,27 @@ def test_longrope_lists_from_json_file(tmp_path):
     assert result.returncode == 0, result.stderr
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())
     assert cfg["rope_scaling"]["long_factor"] == [2.0] * 8 and cfg["original_max_position_embeddings"] == 4096
+
+
+@pytest.mark.parametrize("args,message", [
+    (["inspect", "{model}", "--method", "yarn"], "--method needs --factor or --target-context"),
+    (["extend", "{model}", "-m", "longrope", "-f", "4", "--short-factor", "{bad_json}", "--long-factor", "1"],
+     "is not valid JSON"),
+    (["extend", "{model}", "-m", "longrope", "-f", "4", "--short-factor", "{no_list}", "--long-factor", "1"],
+     "holds no list named short_factor"),
+    (["extend", "{model}", "-m", "longrope", "-f", "4", "--short-factor", "one,two", "--long-factor", "1"],
+     "neither a file nor a list of numbers"),
+    (["batch", "{recipes}", "--dry-run", "--shard", "3"], "--shard"),
+    (["batch", "{recipes}", "--dry-run", "--shard", "5/4"], "--shard"),
+    (["batch", "{recipes}", "--dry-run", "--only", "no-such-recipe"], "no-such-recipe"),
+    (["probe", "{model}", "--text", "{latin1}", "--lengths", "64"], "UTF-8"),
+])
+def test_more_bad_input_is_one_line_exit_2(model, tmp_path, args, message):
+    (tmp_path / "bad.json").write_text("{oops")
+    (tmp_path / "nolist.json").write_text('{"long_factor": [1.0]}')
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ".encode("latin-1") * 100)
+    fill = {"model": str(model), "bad_json": str(tmp_path / "bad.json"), "no_list": str(tmp_path / "nolist.json"),
+            "recipes": str(RECIPES), "latin1": str(tmp_path / "latin1.txt")}
+    result = ropeconv(*[a.format(**fill) for a in args])
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr and "Traceback" not in result.stderr

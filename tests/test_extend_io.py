@@ -253,7 +253,26 @@ BAD = {
     "alibi model": (lambda f: _edit(f, model_type="bloom"), {}, "ALiBi"),
     "absolute model": (lambda f: _edit(f, model_type="gpt2"), {}, "absolute position"),
     "falcon alibi": (lambda f: _edit(f, model_type="falcon", alibi=True), {}, "ALiBi"),
+    "unknown type, no rope fields": (lambda f: _write(f, {"model_type": "mamba_x", "hidden_size": 64}), {},
+                                     "unknown to ropeconv and its config.json has no RoPE fields"),
+    "no max_position_embeddings": (lambda f: _drop(f, "max_position_embeddings"), {}, "no max_position_embeddings"),
+    "no head_dim": (lambda f: _drop(f, "head_dim", "hidden_size"), {}, "neither head_dim nor hidden_size"),
+    "theta <= 1": (lambda f: _edit(f, rope_parameters={"rope_type": "default", "rope_theta": 1.0}), {},
+                   "must be greater than 1"),
+    "partial > 1": (lambda f: _edit(f, partial_rotary_factor=1.5), {}, "outside \\(0, 1\\]"),
+    "unreadable config": (lambda f: (f / "config.json").write_bytes(b"\xff\xfe\x00"), {}, "cannot read"),
 }
+
+
+def _write(folder, config):
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _drop(folder, *keys):
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in keys:
+        cfg.pop(key, None)
+    _write(folder, cfg)
 
 
 def _edit(folder, **changes):
