@@ -15,10 +15,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
+from ropeconv.output import write_text_atomic
 from ropeconv.source import read_json_object
 
 MARKER = "<!-- ropeconv model card: regenerate with `ropeconv push` or ropeconv.card.write_card -->"
@@ -353,11 +353,5 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
     record = read_json_object(folder / "ropeconv.json") or {}
     probe = read_json_object(folder / "probe.json")
     card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id)
-    # Replace, never write in place: README.md may be a hard link into the Hub cache.
-    tmp = folder / f".README.md.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        tmp.write_text(str(card), encoding="utf-8")
-        os.replace(tmp, readme)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(readme, str(card))  # README.md may be a hard link into the Hub cache
     return readme

@@ -64,15 +64,21 @@ def dump_json(obj: dict, indent: int | str | None = 2) -> str:
     return json.dumps(obj, indent=indent, ensure_ascii=False) + "\n"
 
 
-def write_json_atomic(path: Path, obj: dict, indent: int | None = 2) -> None:
-    """Write one JSON file by temp + rename (for files written into an existing folder)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write one file into an existing folder by temp + rename: never half-written, and a hard link
+    at `path` (e.g. into the Hub cache) is replaced rather than modified."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        tmp.write_text(dump_json(obj, indent), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise _os_error(exc, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: dict, indent: int | None = 2) -> None:
+    write_text_atomic(path, dump_json(obj, indent))
 
 
 def check_destination(source: Path | None, dest: Path, force: bool) -> None:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
 from fnmatch import fnmatch
 from pathlib import Path
 
+from ropeconv.output import write_text_atomic
 from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (HubSettings, _api, _transient, _version, hub_error, hub_errors, settings,
                                  with_retries)
@@ -130,10 +130,8 @@ def _remember_ref(cfg: HubSettings, repo_id: str, revision: str, sha: str) -> No
         ref.parent.mkdir(parents=True, exist_ok=True)
         if ref.is_file() and ref.read_text() == sha:
             return
-        tmp = ref.with_name(f".{ref.name}.{os.getpid()}.tmp")
-        tmp.write_text(sha)
-        os.replace(tmp, ref)
-    except OSError:
+        write_text_atomic(ref, sha)
+    except (OSError, RopeconvError):
         pass  # only offline reuse by branch name is lost
 
 
