@@ -466,3 +466,22 @@ def test_cli_extend_and_inspect_dispatch_to_gguf(smol, tmp_path):
     result = CliRunner().invoke(app, ["extend", str(smol_like(tmp_path / "s.gguf")), "--method", "dynamic",
                                       "--factor", "4", "-o", str(tmp_path / "d.gguf")])
     assert result.exit_code == 2 and not (tmp_path / "d.gguf").exists()
+
+
+@pytest.mark.parametrize("method,params,message", [
+    ("llama3", None, "'qwen2' architecture does not load a rope_freqs tensor"),
+    ("longrope", {"short_factor": [1.0] * 8, "long_factor": [2.0] * 8}, "'qwen2' architecture does not load LongRoPE"),
+])
+def test_methods_an_architecture_cannot_load_are_refused(tmp_path, method, params, message):
+    src = tiny_gguf(tmp_path / "q.gguf", "qwen2")
+    with pytest.raises(RopeconvError, match=message):
+        gguf_io.extend_gguf(src, method, factor=4, params=params, output=tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()
+
+
+def test_split_gguf_part_is_refused(tmp_path):
+    src = tiny_gguf(tmp_path / "part.gguf", kv={"split.count": (gguf.GGUFValueType.UINT16, 3),
+                                                 "split.no": (gguf.GGUFValueType.UINT16, 0)})
+    with pytest.raises(RopeconvError, match="one part of a 3-part split GGUF.*merge the parts"):
+        gguf_io.extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
+    assert not (tmp_path / "out.gguf").exists()

@@ -345,3 +345,25 @@ def test_pushed_records_carry_no_local_paths(hub_env, tmp_path):
     text = (got / "ropeconv.json").read_text()
     assert str(tmp_path) not in text and '"path": "my-model"' in text
     assert json.loads(text)["base"] == json.loads((out / "ropeconv.json").read_text())["base"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"token": ""}, "--token is empty"), ({"revision": ""}, "--revision is empty"),
+])
+def test_empty_token_or_revision_is_bad_input(hub_env, tmp_path, kwargs, message):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    with pytest.raises(RopeconvError, match=message) as err:
+        hub.push_folder(tmp_path / "m", "alice/empty-args", **kwargs)
+    assert err.value.exit_code == 2
+
+
+def test_pushing_a_missing_or_empty_folder_is_bad_input(hub_env, tmp_path):
+    with pytest.raises(RopeconvError, match="does not exist"):
+        hub.push_folder(tmp_path / "nope", "alice/x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RopeconvError, match="is not a folder"):
+        hub.push_folder(tmp_path / "file", "alice/x")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RopeconvError, match="holds no files to push"):
+        hub.push_folder(tmp_path / "empty", "alice/x")
