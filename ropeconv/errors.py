@@ -31,8 +31,28 @@ class HubError(RopeconvError):
 
 
 def did_you_mean(word: str, choices) -> str:
-    """' (did you mean X?)' when a close match exists, else ''."""
+    """' (did you mean X?)' when a close match exists, else ''. Closeness is edit distance (a typo is
+    one or two edits: `yaml` → `yarn`), then difflib's ratio for longer words."""
     import difflib
 
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    choices = list(choices)
+    lowered = str(word).lower()
+    by_edits = sorted((_edits(lowered, c.lower()), c) for c in choices)
+    if by_edits and by_edits[0][0] <= (1 if len(lowered) <= 3 else 2):
+        return f" (did you mean '{by_edits[0][1]}'?)"
+    match = difflib.get_close_matches(lowered, choices, n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance, counting a swap of neighbours as one edit."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if prev2 is not None and i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            cur.append(cost)
+        prev2, prev = prev, cur
+    return prev[-1]

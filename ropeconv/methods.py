@@ -15,9 +15,18 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from ropeconv.errors import RopeconvError, did_you_mean
+from ropeconv.numbers import finite_number
+
+
+# YaRN's ramp bounds by default (the paper's, and every engine's): the one definition.
+YARN_BETA_FAST = 32.0
+YARN_BETA_SLOW = 1.0
+# Llama 3.1's bands (its published config's low_freq_factor / high_freq_factor).
+LLAMA3_LOW_FREQ_FACTOR = 1.0
+LLAMA3_HIGH_FREQ_FACTOR = 4.0
 
 
 def _f32(x: float) -> float:
@@ -62,8 +71,8 @@ def yarn_attention_factor(factor: float, params: dict) -> float:
 
 def yarn_ramp_bounds(basis: Basis, params: dict) -> tuple[float, float]:
     """Dimension-pair indices (low, high) between which YaRN ramps from keep to interpolate."""
-    beta_fast = params.get("beta_fast") or 32.0
-    beta_slow = params.get("beta_slow") or 1.0
+    beta_fast = params.get("beta_fast") or YARN_BETA_FAST
+    beta_slow = params.get("beta_slow") or YARN_BETA_SLOW
 
     def correction_dim(rotations: float) -> float:
         return (basis.dim * math.log(basis.original_context / (rotations * 2 * math.pi))) / (
@@ -139,6 +148,109 @@ def _longrope(basis: Basis, p: dict, seq_len: int | None) -> tuple[list[float], 
     return inv, longrope_attention_factor(p["factor"], basis.original_context, p)
 
 
+class ParamError(RopeconvError):
+    """A method parameter that is wrong on its own; `name` is the parameter, so each front end (a CLI
+    flag, a recipe key) can word it."""
+
+    def __init__(self, name: str, problem: str, fix: str | None = None):
+        self.name = name
+        super().__init__(problem, fix)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One method parameter: its kind ("number", "bool" or "factors": d/2 numbers) and what it does."""
+
+    name: str
+    kind: str
+    help: str
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in [
+    Param("beta_fast", "number", f"yarn: rotations above which dims are kept (default {YARN_BETA_FAST:g})"),
+    Param("beta_slow", "number", f"yarn: rotations below which dims are interpolated (default {YARN_BETA_SLOW:g})"),
+    Param("mscale", "number", "yarn: DeepSeek-style mscale (with mscale_all_dim)"),
+    Param("mscale_all_dim", "number", "yarn: DeepSeek-style mscale_all_dim"),
+    Param("attention_factor", "number", "yarn/longrope: explicit attention factor (several engines ignore it)"),
+    Param("truncate", "bool", "yarn: round the ramp bounds (default: truncate)"),
+    Param("low_freq_factor", "number", f"llama3: default {LLAMA3_LOW_FREQ_FACTOR:g}"),
+    Param("high_freq_factor", "number", f"llama3: default {LLAMA3_HIGH_FREQ_FACTOR:g}"),
+    Param("short_factor", "factors", "longrope: d/2 numbers used up to L0,"),
+    Param("long_factor", "factors", "longrope: d/2 numbers used past L0,"),
+]}
+
+
+def _check_yarn(p: dict) -> None:
+    fast, slow = p.get("beta_fast", YARN_BETA_FAST), p.get("beta_slow", YARN_BETA_SLOW)
+    if fast <= slow:
+        raise ParamError("beta_fast", f"beta_fast ({float(fast)}) must be greater than beta_slow ({float(slow)}): the YaRN "
+                         "ramp would run backwards", f"the defaults are beta_fast {YARN_BETA_FAST:g}, beta_slow "
+                         f"{YARN_BETA_SLOW:g}")
+
+
+def _check_llama3(p: dict) -> None:
+    if p["high_freq_factor"] <= p["low_freq_factor"]:
+        raise ParamError("high_freq_factor", "high_freq_factor must be greater than low_freq_factor",
+                         f"Llama 3.1 uses low_freq_factor {LLAMA3_LOW_FREQ_FACTOR:g}, high_freq_factor "
+                         f"{LLAMA3_HIGH_FREQ_FACTOR:g}")
+
+
+def _check_longrope(p: dict) -> None:
+    if "short_factor" not in p or "long_factor" not in p:
+        raise ParamError("short_factor" if "short_factor" not in p else "long_factor",
+                         "longrope needs both short_factor and long_factor lists (rotary dims / 2 numbers each)",
+                         "give both lists (inline 1.0,1.1,… or a JSON file)")
+    if len(p["short_factor"]) != len(p["long_factor"]):
+        raise ParamError("long_factor", f"short_factor has {len(p['short_factor'])} numbers but long_factor "
+                         f"{len(p['long_factor'])}", "give both lists with rotary dims / 2 numbers")
+
+
+def _value(name: str, kind: str, value: Any) -> Any:
+    """One parameter value checked on its own: finite positive numbers, true/false, lists of them."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ParamError(name, f"{name} must be true or false, got {value!r}", f"give true or false for {name}")
+        return value
+    if kind == "factors":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ParamError(name, f"{name} must be a list of numbers", "give it inline (1.0,1.2,…) or as a JSON file")
+        numbers = [_positive(name, v) for v in value]
+        return numbers
+    return _positive(name, value)
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        number = finite_number(value, name)
+    except RopeconvError as exc:
+        raise ParamError(name, exc.problem, exc.fix) from None
+    if number <= 0:
+        raise ParamError(name, f"{name} must be positive, got {value!r}", f"give a positive {name}")
+    return number
+
+
+def validate_params(method: str, params: dict | None) -> dict:
+    """A method's parameters, checked once: known names (with a did-you-mean), values of the right
+    kind, the method's own rules; numbers become floats and the method's defaults are filled in where
+    the written config needs them. Model-dependent checks (list length = d/2) are the plan's."""
+    m = get_method(method)
+    out: dict = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if key not in m.params:
+            hint = did_you_mean(key, m.params) if m.params else ""
+            raise ParamError(key, f"'{key}' is not a parameter of {method}{hint}",
+                             f"{method} takes: {', '.join(m.params) or 'no parameters besides the factor'}")
+        out[key] = _value(key, PARAMS[key].kind, value)
+    for key, default in m.params.items():
+        if default is not None and m.fill_defaults:
+            out.setdefault(key, default)
+    if m.check is not None:
+        m.check(out)
+    return out
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -150,6 +262,8 @@ class Method:
     # parameter name -> default (None: optional, no default); "factor" is always required
     params: dict = field(default_factory=dict)
     convertible: bool = True
+    check: Callable[[dict], None] | None = None  # the method's own rule over its parameters
+    fill_defaults: bool = False  # defaults are written into the config (Llama 3's band factors)
 
 
 METHODS: dict[str, Method] = {
@@ -177,7 +291,8 @@ METHODS: dict[str, Method] = {
             "Dynamic NTK: θ grows with the running sequence length past L0.",
             "none",
             "none: unchanged up to L0",
-            "transformers, TGI; static in SGLang/older vLLM, dropped by llama.cpp/exllamav2, refused by exllamav3",
+            "transformers, TGI; static in SGLang, no effect in vLLM (θ unchanged), dropped by llama.cpp/exllamav2, "
+            "refused by exllamav3",
         ),
         Method(
             "yarn",
@@ -186,8 +301,9 @@ METHODS: dict[str, Method] = {
             "works without training; ~400 steps of fine-tuning reach the paper's figures",
             "some: static YaRN costs a little on short inputs in every engine",
             "transformers, vLLM, SGLang, TGI, llama.cpp, exllamav2/v3",
-            {"beta_fast": 32.0, "beta_slow": 1.0, "mscale": None, "mscale_all_dim": None,
+            {"beta_fast": YARN_BETA_FAST, "beta_slow": YARN_BETA_SLOW, "mscale": None, "mscale_all_dim": None,
              "attention_factor": None, "truncate": None},
+            check=_check_yarn,
         ),
         Method(
             "llama3",
@@ -196,7 +312,8 @@ METHODS: dict[str, Method] = {
             "designed with long-context training; usable without",
             "small: high frequencies kept",
             "transformers, vLLM, SGLang, TGI, llama.cpp (rope_freqs tensor), exllamav2/v3",
-            {"low_freq_factor": 1.0, "high_freq_factor": 4.0},
+            {"low_freq_factor": LLAMA3_LOW_FREQ_FACTOR, "high_freq_factor": LLAMA3_HIGH_FREQ_FACTOR},
+            check=_check_llama3, fill_defaults=True,
         ),
         Method(
             "longrope",
@@ -206,6 +323,7 @@ METHODS: dict[str, Method] = {
             "none with short_factor below L0",
             "transformers, vLLM, SGLang, llama.cpp (factor tensors); switching rules differ per engine",
             {"short_factor": None, "long_factor": None, "attention_factor": None},
+            check=_check_longrope,
         ),
         Method(
             "alibi",
@@ -232,6 +350,7 @@ CONVERTIBLE = [name for name, m in METHODS.items() if m.convertible]
 
 
 def get_method(name: str) -> Method:
+    name = name.strip().lower() if isinstance(name, str) else name  # -m YaRN is yarn
     method = METHODS.get(name)
     if method is None or not method.convertible:
         if method is not None:

@@ -1,45 +1,41 @@
 """Where a MODEL argument points: a local folder, a GGUF file, or a Hub repo (`repo` or `repo@rev`).
 
 `resolve()` is the one entry point; it returns a local folder (or file) to read plus what to
-record about its origin. Hub repos are fetched by `ropeconv.hub` (only what is asked for).
+record about its origin. Local folders are `ropeconv.folder`'s; Hub repos are fetched into one by
+`ropeconv.hub` (only what is asked for), imported only when a repo id is given.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ropeconv.errors import RopeconvError
+from ropeconv.folder import Source
 
 
-@dataclass
-class Source:
-    path: Path  # local folder (or .gguf file) to read
-    kind: str  # "local", "hub" or "gguf"
-    spec: str  # the MODEL argument as given
-    repo_id: str | None = None
-    revision: str | None = None  # as asked (branch, tag or sha)
-    sha: str | None = None  # the exact commit read
-    info: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        out = {"kind": self.kind, "path": str(self.path)}
-        if self.repo_id:
-            out.update(repo_id=self.repo_id, revision=self.revision, sha=self.sha)
-        return out
+def looks_like_path(model: str) -> bool:
+    """A MODEL argument meant as a local path, by what exists on disk: it starts with ./ ../ / ~, ends in
+    .gguf, or its first component is an existing local folder (so `models/SmolLM2` is a mistyped path
+    when ./models exists, and `org/name` is a repo id when ./org does not)."""
+    if model.startswith((".", "/", "~")) or model.endswith(".gguf") or "\\" in model:
+        return True
+    name = model.split("@", 1)[0]
+    first = name.split("/", 1)[0]
+    return "/" in name and bool(first) and Path(first).is_dir() or name.count("/") > 1
 
 
 def looks_like_repo_id(model: str) -> bool:
     name = model.split("@", 1)[0]
     parts = name.split("/")
-    return (len(parts) == 2 and all(parts) and not model.startswith((".", "/", "~"))
-            and not Path(name).exists())
+    return len(parts) == 2 and all(parts) and not looks_like_path(model) and not Path(name).exists()
 
 
 def resolve(model: str, *, need: str = "config") -> Source:
     """Resolve MODEL. `need` is "config" (config.json + small files), "weights" (everything the
     output needs) or "headers" (config + safetensors headers) — used for Hub repos."""
+    if not model or any(ord(c) < 32 for c in model):
+        raise RopeconvError(f"the model argument {model!r} is empty or holds control characters",
+                            "pass a model folder, a .gguf file or a Hub repo id (org/name)")
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return Source(path=path, kind="gguf", spec=model)
@@ -49,39 +45,12 @@ def resolve(model: str, *, need: str = "config") -> Source:
                                 "pass the folder that holds config.json (or a .gguf file)")
         return Source(path=path, kind="local", spec=model)
     if looks_like_repo_id(model):
-        from ropeconv import hub  # imported lazily: huggingface_hub is not needed for local work
+        from ropeconv.hub.sources import resolve as resolve_repo  # huggingface_hub: only for Hub repos
 
-        return hub.resolve(model, need=need)
+        return resolve_repo(model, need=need)
+    if looks_like_path(model):
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        hint = f" ({parent} exists, {path.name} is not in it)" if parent is not None and parent != Path("/") else ""
+        raise RopeconvError(f"{model} does not exist: no local folder or file by that name{hint}",
+                            "check the path (a Hub repo id is org/name, with no local folder named org)")
     raise RopeconvError(f"{model} does not exist", "pass a model folder, a .gguf file or a Hub repo id (org/name)")
-
-
-def read_config(folder: Path) -> dict:
-    """config.json of a model folder, parsed, with clear errors."""
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        raise RopeconvError(f"{folder} has no config.json",
-                            "pass a Hugging Face model folder (the one with config.json)")
-    try:
-        text = cfg.read_text(encoding="utf-8")
-    except PermissionError:
-        raise RopeconvError(f"cannot read {cfg}: permission denied", "fix the file's permissions") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RopeconvError(f"cannot read {cfg}: {exc}", "check the file") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RopeconvError(f"{cfg} is not valid JSON ({exc.msg} at line {exc.lineno})",
-                            "fix or re-download config.json") from None
-    if not isinstance(config, dict):
-        raise RopeconvError(f"{cfg} is not a JSON object", "fix or re-download config.json")
-    return config
-
-
-def read_json_object(path: Path) -> dict | None:
-    """A small JSON file beside the weights (tokenizer_config.json, ropeconv.json, probe.json) as a
-    dict; None when it is missing, unreadable or not an object — callers treat those alike."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

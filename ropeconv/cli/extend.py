@@ -29,7 +29,7 @@ def extend_command(
     method: str = typer.Option(..., "--method", "-m", help="linear, ntk, dynamic, yarn, llama3 or longrope (see `ropeconv methods`)."),
     factor: str = typer.Option(None, "--factor", "-f", help="Scale factor S: the new context is L0 × S."),
     target_context: str = typer.Option(None, "--target-context", help="Target context N in tokens (S = N / L0), e.g. 32768 or 32k."),
-    original_context: int = typer.Option(None, "--original-context", help="Override L0, the context the model was trained at."),
+    original_context: str = typer.Option(None, "--original-context", help="Override L0, the context the model was trained at."),
     output: Path = typer.Option(None, "--output", "-o", help="Output folder, or .gguf file for a GGUF source (default: <source>-<method>-x<factor> beside the source)."),
     buffers: str = typer.Option("rewrite", "--buffers", help=BUFFERS_HELP),
     copy: bool = typer.Option(False, "--copy", help="Copy unchanged weight files instead of hard-linking them."),
@@ -49,17 +49,20 @@ def extend_command(
 ) -> None:
     def body() -> dict:
         from ropeconv import api
+        from ropeconv.request import ConversionRequest
 
+        request = ConversionRequest.build(method, factor=factor, target_context=target_context,
+                                          original_context=original_context, params=method_opts.to_params(),
+                                          output=output, buffers=buffers, copy=copy, force=force, rebase=rebase,
+                                          dry_run=dry_run)
         with progress("writing output", enabled=not as_json and not dry_run) as advance:
-            report = api.extend(model, method, factor=factor, target_context=target_context,
-                                original_context=original_context, params=method_opts.to_params(),
-                                output=output, buffers=buffers, copy=copy, force=force, rebase=rebase,
-                                dry_run=dry_run, advance=advance)
+            report = api.extend(model, request, advance=advance)
         if not dry_run and probe:
+            from ropeconv.cli.probe import probe_progress
             from ropeconv.probe import run_probe
 
             report["probe"] = run_probe(report["output"], against=report["source"]["path"], quick=True,
-                                        progress=not as_json)
+                                        progress=probe_progress(enabled=not as_json))
         if not dry_run and push_to:
             from ropeconv import hub
 
@@ -86,7 +89,8 @@ def render_extend(report: dict) -> None:
 
     out = console()
     before, after = report["before"], report["after"]
-    title = "dry run: nothing written" if report["dry_run"] else f"wrote {report['output']}"
+    title = (f"dry run: would write {report['output']}" + (" (exists: needs --force)" if report.get("output_exists") else "")
+             if report["dry_run"] else f"wrote {report['output']}")
     table = Table(title=f"{report['method']} ×{report['factor']:g} — {title}", title_justify="left")
     table.add_column("")
     table.add_column("before")
@@ -115,9 +119,15 @@ def render_extend(report: dict) -> None:
                   + (f", removed {', '.join(t['removed'])}" if t["removed"] else ""))
     if "files" in report:
         f = report["files"]
-        out.print(f"files: {f['linked']} hard-linked, {f['copied']} copied, {len(f['rewritten'])} rewritten")
+        rewritten = len(f["rewritten"]) + len(f.get("written_json", []))
+        out.print(f"files: {f['linked']} hard-linked, {f['copied']} copied, {rewritten} rewritten")
     for w in report["warnings"]:
         out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+    for rule in report.get("engine_rules", []):  # verified engine rules (ropeconv.engines.RULES)
+        out.print(f"[yellow]warning:[/] {rule['versions']}: {rule['computes']} — {rule['fix']}", markup=True,
+                  highlight=False)
+    for line in [line for line in report.get("launch", []) if line["needed"] and line["kind"] == "serve"]:
+        out.print(f"to serve the full context in {line['engine']}: {line['command']}", markup=False, highlight=False)
     if report.get("probe"):
         from ropeconv.cli.probe import render_probe
 

@@ -1,63 +1,55 @@
-"""Method-parameter options shared by `extend`, `inspect` and `check --fix`, and their parsing."""
+"""Method-parameter options shared by `extend`, `inspect` and `check --fix`, made from the method
+registry (`ropeconv.methods.PARAMS`): one option per parameter, its help from the registry."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import inspect
+from dataclasses import dataclass, field
 
 import typer
 
-from ropeconv.plan import parse_factor_list
+from ropeconv.methods import PARAMS
+from ropeconv.request import cli_flag, parse_factor_list
+
+_PANEL = "Method parameters"
+_KINDS = {"number": float, "bool": bool, "factors": str}
 
 
 @dataclass
 class MethodOptions:
-    beta_fast: float | None = None
-    beta_slow: float | None = None
-    mscale: float | None = None
-    mscale_all_dim: float | None = None
-    attention_factor: float | None = None
-    truncate: bool | None = None
-    low_freq_factor: float | None = None
-    high_freq_factor: float | None = None
-    short_factor: str | None = None
-    long_factor: str | None = None
+    """The method-parameter options as given on the command line (None: not given)."""
+
+    values: dict = field(default_factory=dict)
 
     def to_params(self) -> dict:
-        params = {k: v for k, v in self.__dict__.items() if v is not None}
-        for key in ("short_factor", "long_factor"):
-            if key in params:
-                params[key] = parse_factor_list(key, params[key])
+        params = {k: v for k, v in self.values.items() if v is not None}
+        for key, value in params.items():
+            if PARAMS[key].kind == "factors":  # inline list or a JSON file
+                params[key] = parse_factor_list(key, value)
         return params
 
 
-_PANEL = "Method parameters"
-METHOD_OPTIONS = {
-    "beta_fast": (float, typer.Option(None, "--beta-fast", help="yarn: rotations above which dims are kept (default 32).", rich_help_panel=_PANEL)),
-    "beta_slow": (float, typer.Option(None, "--beta-slow", help="yarn: rotations below which dims are interpolated (default 1).", rich_help_panel=_PANEL)),
-    "mscale": (float, typer.Option(None, "--mscale", help="yarn: DeepSeek-style mscale (with --mscale-all-dim).", rich_help_panel=_PANEL)),
-    "mscale_all_dim": (float, typer.Option(None, "--mscale-all-dim", help="yarn: DeepSeek-style mscale_all_dim.", rich_help_panel=_PANEL)),
-    "attention_factor": (float, typer.Option(None, "--attention-factor", help="yarn/longrope: explicit attention factor (several engines ignore it).", rich_help_panel=_PANEL)),
-    "truncate": (bool, typer.Option(None, "--truncate/--no-truncate", help="yarn: round the ramp bounds (default: truncate).", show_default=False, rich_help_panel=_PANEL)),
-    "low_freq_factor": (float, typer.Option(None, "--low-freq-factor", help="llama3: default 1.", rich_help_panel=_PANEL)),
-    "high_freq_factor": (float, typer.Option(None, "--high-freq-factor", help="llama3: default 4.", rich_help_panel=_PANEL)),
-    "short_factor": (str, typer.Option(None, "--short-factor", help="longrope: d/2 numbers, inline (1.0,1.1,…) or a JSON file.", rich_help_panel=_PANEL)),
-    "long_factor": (str, typer.Option(None, "--long-factor", help="longrope: d/2 numbers, inline or a JSON file.", rich_help_panel=_PANEL)),
-}
+def _option(name: str) -> typer.models.OptionInfo:
+    param = PARAMS[name]
+    flag = cli_flag(name)
+    help_text = param.help + (" inline 1.0,1.1,… or a JSON file." if param.kind == "factors" else ".")
+    if param.kind == "bool":
+        return typer.Option(None, f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False,
+                            rich_help_panel=_PANEL)
+    return typer.Option(None, flag, help=help_text, rich_help_panel=_PANEL)
 
 
 def with_method_options(command):
     """Add the method-parameter options to a typer command; it receives them as `method_opts`."""
-    import functools
-    import inspect
-
     signature = inspect.signature(command)
     params = [p for p in signature.parameters.values() if p.name != "method_opts"]
-    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-               for name, (kind, option) in METHOD_OPTIONS.items()]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_option(name),
+                                 annotation=_KINDS[p.kind]) for name, p in PARAMS.items()]
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        opts = MethodOptions(**{name: kwargs.pop(name, None) for name in METHOD_OPTIONS})
+        opts = MethodOptions({name: kwargs.pop(name, None) for name in PARAMS})
         return command(*args, method_opts=opts, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=params)

@@ -9,14 +9,17 @@ import pytest
 
 from conftest import FAMILY_KWARGS, build_tiny, loaded_rope, rel_err, transformers_warnings
 from ropeconv import api
+from ropeconv.families import FAMILIES
 from ropeconv.errors import RopeconvError
-from ropeconv.plan import plan_extension
+from ropeconv.formats.hf import plan_config
+from ropeconv.request import ConversionRequest
 
 METHOD_PARAMS = {
     "linear": {}, "ntk": {}, "dynamic": {}, "yarn": {"beta_fast": 24.0},
     "llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0}, "longrope": None,  # lists built per model
 }
-RESTRICTED = {"phi3": ("longrope",)}
+# the methods a family takes when restricted (ropeconv.families: Phi-3, DeepSeek MLA, M-RoPE, Gemma 3)
+RESTRICTED = {name: family.methods for name, family in FAMILIES.items() if family.methods is not None}
 
 
 def _params(method: str, config: dict, model_type: str) -> dict:
@@ -55,17 +58,21 @@ def test_extend_then_load_matches(sources, tmp_path, model_type, method):
     config = json.loads((src / "config.json").read_text())
     params = _params(method, config, model_type)
     original = 32768 if model_type == "qwen3" else None
-    plan = plan_extension(config, method, factor=4, params=params, original_context=original)
+    plan = plan_config(config, ConversionRequest.build(method, factor=4, params=params, original_context=original))
     out = tmp_path / "out"
     report = api.extend(str(src), method, factor=4, params=params, output=out, original_context=original)
     assert report["served_context"] == 4 * (original or 4096)
 
     model, rope_warnings = _load(out)
+    if FAMILIES[model_type].legacy_keys(method):
+        # Phi-3's 4.x-loadable legacy shape has no factor (Phi3Config 4.46–4.57 raises on a fourth key):
+        # transformers 5 notes it derives the factor from the two lengths, as Phi-3's published configs do
+        rope_warnings = [w for w in rope_warnings if "rope_parameters['original_max_position_embeddings']" not in w]
     assert rope_warnings == []  # transformers only warns on bad rope values: none allowed
     layer = "full_attention" if model_type == "gemma3_text" else None
     inv, attention = loaded_rope(model, layer)
-    assert rel_err(inv, plan.inv_freq) < 1e-6
-    assert attention == pytest.approx(plan.attention_factor, rel=1e-9)
+    assert rel_err(inv, plan.rope.inv_freq) < 1e-6
+    assert attention == pytest.approx(plan.rope.attention_factor, rel=1e-9)
     if model_type == "gemma3_text":  # sliding-window layers keep their unscaled local θ
         sliding, att = loaded_rope(model, "sliding_attention")
         assert sliding[-1] == pytest.approx(1 / 10000.0 ** (14 / 16), rel=1e-5) and att == 1.0
@@ -77,8 +84,8 @@ def test_extend_then_load_matches(sources, tmp_path, model_type, method):
     (out / "config.json").write_text(json.dumps(legacy))
     model, _ = _load(out)
     inv_legacy, attention_legacy = loaded_rope(model, layer)
-    assert rel_err(inv_legacy, plan.inv_freq) < 1e-6
-    assert attention_legacy == pytest.approx(plan.attention_factor, rel=1e-9)
+    assert rel_err(inv_legacy, plan.rope.inv_freq) < 1e-6
+    assert attention_legacy == pytest.approx(plan.rope.attention_factor, rel=1e-9)
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gpt_neox", "phi", "gemma3_text", "qwen2"])
@@ -112,7 +119,7 @@ def test_dynamic_grows_with_the_running_length_as_transformers_does(tiny, tmp_pa
     rotary = model.model.rotary_emb
     x = torch.zeros(1, 1, 16)
     rotary(x, torch.arange(3 * 4096).unsqueeze(0))  # past L0: transformers recomputes θ
-    plan = plan_extension(json.loads((src / "config.json").read_text()), "dynamic", factor=4)
+    plan = plan_config(json.loads((src / "config.json").read_text()), ConversionRequest.build("dynamic", factor=4))
     expected, _ = compute("dynamic", plan.before.basis(), {"factor": 4.0}, seq_len=3 * 4096)
     assert rel_err(rotary.inv_freq.double().tolist(), expected) < 1e-6
 
@@ -131,7 +138,7 @@ def test_qwen2_vl_keeps_mrope_section(tmp_path):
                         "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
         "vision_config": {"depth": 1, "embed_dim": 32, "num_heads": 2, "hidden_size": 64},
     }
-    plan = plan_extension(config, "yarn", factor=4)
+    plan = plan_config(config, ConversionRequest.build("yarn", factor=4))
     text = plan.config["text_config"]
     assert text["rope_scaling"]["mrope_section"] == [2, 3, 3]
     assert text["rope_parameters"]["mrope_section"] == [2, 3, 3]
@@ -150,7 +157,7 @@ def test_gemma3_legacy_shaped_source_is_written_nested(tiny, tmp_path, method):
     src = tiny("gemma3_text", legacy=True, rope_theta=1e6)
     config = json.loads((src / "config.json").read_text())
     assert "rope_parameters" not in config and config["rope_local_base_freq"] == 10000.0
-    plan = plan_extension(config, method, factor=4)
+    plan = plan_config(config, ConversionRequest.build(method, factor=4))
     out = tmp_path / "out"
     api.extend(str(src), method, factor=4, output=out)
     written = json.loads((out / "config.json").read_text())
@@ -159,6 +166,34 @@ def test_gemma3_legacy_shaped_source_is_written_nested(tiny, tmp_path, method):
     model, rope_warnings = _load(out)
     assert rope_warnings == []
     inv, attention = loaded_rope(model, "full_attention")
-    assert rel_err(inv, plan.inv_freq) < 1e-6 and attention == pytest.approx(plan.attention_factor)
+    assert rel_err(inv, plan.rope.inv_freq) < 1e-6 and attention == pytest.approx(plan.rope.attention_factor)
     sliding, _ = loaded_rope(model, "sliding_attention")
     assert sliding[-1] == pytest.approx(1 / 10000.0 ** (14 / 16), rel=1e-5)
+
+
+def test_fixed_legacy_shapes_for_transformers_4(tiny, tmp_path):
+    """Phi-3 LongRoPE and OLMo 2 linear get exactly the rope_scaling their transformers 4.x config classes
+    accept (tests/test_conformance_transformers4.py loads them there); the full entry stays in
+    rope_parameters. What the fixed shape cannot carry is refused, not dropped."""
+    phi3 = tiny("phi3")
+    config = json.loads((phi3 / "config.json").read_text())
+    params = _params("longrope", config, "phi3")
+    new = plan_config(config, ConversionRequest.build("longrope", factor=4, params=params)).config
+    assert new["rope_scaling"] == {"type": "longrope", **params}
+    assert new["original_max_position_embeddings"] == 4096 and new["rope_parameters"]["factor"] == 4.0
+    with pytest.raises(RopeconvError, match="attention_factor"):
+        plan_config(config, ConversionRequest.build("longrope", factor=4, params={**params, "attention_factor": 1.1}))
+    olmo2 = json.loads((tiny("olmo2") / "config.json").read_text())
+    new = plan_config(olmo2, ConversionRequest.build("linear", factor=4)).config
+    assert new["rope_scaling"] == {"type": "linear", "factor": 4.0}
+
+
+def test_head_dim_is_written_where_the_class_would_see_none(tiny):
+    """Mistral without a head_dim key: transformers 4.52–4.57 (and 5's Mixtral) would read None."""
+    config = json.loads((tiny("mistral") / "config.json").read_text())
+    config.pop("head_dim", None)
+    new = plan_config(config, ConversionRequest.build("yarn", factor=4)).config
+    assert new["head_dim"] == 16
+    llama = json.loads((tiny("llama") / "config.json").read_text())
+    llama.pop("head_dim", None)
+    assert "head_dim" not in plan_config(llama, ConversionRequest.build("yarn", factor=4)).config

@@ -1,16 +1,19 @@
-"""Planning a GGUF conversion: the metadata keys and tensors llama.cpp reads for each method.
+"""The GGUF adapter: what a RoPE plan writes into a GGUF file's metadata and rope tensors.
 
-`plan_gguf` turns an opened file (`GgufInfo`) and a method into a `GgufPlan`: keys to set or drop,
+`plan_gguf` turns an opened file (`GgufInfo`) and a request into a `GgufPlan`: the format-free
+`RopePlan` (from `ropeconv.plan`, shared with Hugging Face folders), the keys to set or drop, the
 frequency-factor tensors to add or remove, and the RoPE description before and after;
-`supported_methods` says which methods an architecture's llama.cpp loader can carry. The rules are
-listed in `ropeconv.gguf_io`'s docstring.
+`supported_methods` says which methods an architecture's llama.cpp loader can carry. The llama.cpp
+rules are listed in `ropeconv.gguf_io`'s docstring.
 """
 
 from __future__ import annotations
 
+import math
 import struct
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
 
 from ropeconv import __version__
 from ropeconv.errors import RopeconvError
@@ -18,7 +21,6 @@ from ropeconv.gguf_io.read import (
     FACTORS_LONG,
     FACTORS_SHORT,
     LONGROPE_ARCHS,
-    RECORD_PREFIX,
     ROPE_FREQS,
     ROPE_FREQS_ARCHS,
     ROPE_TENSORS,
@@ -27,11 +29,14 @@ from ropeconv.gguf_io.read import (
     GgufInfo,
     GgufRopeSpec,
     _key,
-    read_record,
+    open_gguf,
     spec_from_metadata,
 )
-from ropeconv.methods import Basis, base_inv_freq, compute, get_method, ntk_theta, yarn_get_mscale
-from ropeconv.plan import normalise_params, resolve_scale, scaling_start
+from ropeconv.gguf_io.write import _destination, write_gguf
+from ropeconv.methods import YARN_BETA_FAST, YARN_BETA_SLOW, base_inv_freq, yarn_get_mscale
+from ropeconv.plan import RopePlan, conversion_summary, conversion_view, plan
+from ropeconv.record import gguf_base, gguf_record, gguf_record_keys
+from ropeconv.request import ConversionRequest
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -40,20 +45,23 @@ from ropeconv.plan import normalise_params, resolve_scale, scaling_start
 
 @dataclass
 class GgufPlan:
-    method: str
-    factor: float
-    params: dict
+    rope: RopePlan
     before: GgufRopeSpec
     after: GgufRopeSpec
-    served_context: int
-    inv_freq: list[float]
-    attention_factor: float
     set_kv: dict[str, tuple[int, Any]]  # key -> (GGUFValueType, value)
     drop_kv: set[str]
     add_tensors: dict[str, list[float]]
     drop_tensors: set[str]
     changes: list[dict]
     warnings: list[str] = field(default_factory=list)
+
+    # the RopePlan's figures, as reports and tests read them
+    method = property(lambda self: self.rope.method)
+    factor = property(lambda self: self.rope.factor)
+    params = property(lambda self: self.rope.params)
+    served_context = property(lambda self: self.rope.served_context)
+    inv_freq = property(lambda self: self.rope.inv_freq)
+    attention_factor = property(lambda self: self.rope.attention_factor)
 
 
 def _f32(x: float) -> float:
@@ -77,21 +85,18 @@ def _float_type(info_types: dict, key: str) -> int:
     return int(existing) if existing in (int(T.FLOAT32), int(T.FLOAT64)) else int(T.FLOAT32)
 
 
-def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context: Any = None,
-              original_context: int | None = None, params: dict | None = None, rebase: bool = False) -> GgufPlan:
+def plan_gguf(info: GgufInfo, request: ConversionRequest) -> GgufPlan:
     """What `extend_gguf` would write: new metadata values, tensors added/removed, before/after specs."""
     from gguf import GGUFValueType as T
 
-    get_method(method)
-    arch = info.arch
+    method, arch = request.method, info.arch
     k = lambda name: _key(arch, name)  # noqa: E731
     if method == "dynamic":
         raise RopeconvError("llama.cpp has no dynamic NTK scaling, so a GGUF file cannot express it "
                             "(llama.cpp would run the model unscaled)",
                             "use --method yarn (no training needed; the nearest static method llama.cpp runs) "
                             "or --method ntk (a larger rope.freq_base)")
-    before = spec_from_metadata(arch, info.kv, info.rope_tensors, original_context=original_context)
-    warnings = list(before.warnings)
+    before = spec_from_metadata(arch, info.kv, info.rope_tensors, original_context=request.original_context)
     if info.split_count > 1:
         raise RopeconvError(f"{info.path.name} is one part of a {info.split_count}-part split GGUF",
                             "merge the parts first (llama-gguf-split --merge), then extend the merged file")
@@ -104,19 +109,16 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
                             "(rope_factors_long / rope_factors_short)",
                             "use --method yarn, or a model family whose llama.cpp loader reads them "
                             f"({', '.join(sorted(LONGROPE_ARCHS))})")
-
-    record = read_record(info.kv)
-    earlier = record and {"method": record.get("method", "?"), "rope_theta": record.get("base.freq_base"),
-                          "original_context": record.get("base.original_context")}
-    theta, L0, note = scaling_start(before, rebase=rebase, earlier=earlier, original_context=original_context)
-    warnings += note
-    if (rebase and before.is_scaled and not (record and record.get("base.freq_base"))
+    earlier = gguf_base(info.kv)
+    if (request.rebase and before.is_scaled and earlier is None
             and before.original_context_source == "context_length" and before.rope_type != "linear"):
         raise RopeconvError(f"the file's {before.rope_type} scaling does not say the length it was trained at "
                             "before scaling (no rope.scaling.original_context_length)",
                             "pass --original-context (e.g. 8192 for Llama 3.1)")
-    s, served = resolve_scale(before, theta, L0, factor, target_context)
-    p = normalise_params(method, params, before)
+    rope = plan(before, request, earlier)
+    p, s, L0, theta = rope.params, rope.factor, rope.original_context, rope.base_theta
+    served, inv, attention = rope.served_context, rope.inv_freq, rope.attention_factor
+    warnings = list(rope.warnings)
     if method == "yarn" and arch not in YARN_BETA_ARCHS:
         for name, default in zip(("beta_fast", "beta_slow"), YARN_BETA_DEFAULT):
             if name in p and float(p[name]) != default:
@@ -129,7 +131,6 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
                             "bounds (floor/ceil)", "drop --no-truncate")
 
     rot = before.rotary_dim
-    inv, attention = compute(method, Basis(theta, rot, L0), {"factor": s, **p})
 
     drop_kv = {key for key in info.kv if key.startswith(f"{arch}.rope.scaling.") or key == k("rope.scale_linear")}
     drop_kv |= {key for key in info.types if key.startswith(f"{arch}.rope.scaling.")}
@@ -143,7 +144,7 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
     add_tensors: dict[str, list[float]] = {}
 
     set_kv[k("context_length")] = (_int_type(info.types, k("context_length"), served), served)
-    new_theta = ntk_theta(theta, rot, s) if method == "ntk" else theta
+    new_theta = rope.theta
     if abs(new_theta - before.theta) > 1e-9 * new_theta:  # ntk, or --rebase back to the unscaled θ
         set_kv[k("rope.freq_base")] = (_float_type(info.types, k("rope.freq_base")), new_theta)
     orig_key = k("rope.scaling.original_context_length")
@@ -161,7 +162,7 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
             warnings.append(f"attention factor {attention:.6g} differs from llama.cpp's default "
                             f"{yarn_get_mscale(s):.6g}: written as rope.scaling.attn_factor {relative:.6g}")
         defaults = YARN_BETA_ARCHS.get(arch, YARN_BETA_DEFAULT)
-        wanted = (float(p.get("beta_fast", 32.0)), float(p.get("beta_slow", 1.0)))
+        wanted = (float(p.get("beta_fast", YARN_BETA_FAST)), float(p.get("beta_slow", YARN_BETA_SLOW)))
         for name, want, default in zip(("yarn_beta_fast", "yarn_beta_slow"), wanted, defaults):
             if want != default:
                 set_kv[k(f"rope.scaling.{name}")] = (int(T.FLOAT32), want)
@@ -176,11 +177,9 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
         add_tensors[FACTORS_SHORT] = list(p["short_factor"])
         warnings.append("llama.cpp switches LongRoPE factors per context: a context longer than "
                         f"{L0} tokens uses the long factors for every position")
-    set_kv[RECORD_PREFIX + "version"] = (int(T.STRING), __version__)
-    set_kv[RECORD_PREFIX + "method"] = (int(T.STRING), method)
-    set_kv[RECORD_PREFIX + "factor"] = (int(T.FLOAT32), s)
-    set_kv[RECORD_PREFIX + "base.freq_base"] = (int(T.FLOAT32), theta)
-    set_kv[RECORD_PREFIX + "base.original_context"] = (int(T.UINT32), L0)
+    kinds = {"str": int(T.STRING), "f32": int(T.FLOAT32), "u32": int(T.UINT32)}
+    for key, (kind, value) in gguf_record_keys(method, s, theta, L0, __version__).items():
+        set_kv[key] = (kinds[kind], value)
 
     # Values as the file will store them (float32 rounding), so `after` equals what reads back.
     stored = {key: (_f32(v) if vt == int(T.FLOAT32) else v) for key, (vt, v) in set_kv.items()}
@@ -208,8 +207,7 @@ def plan_gguf(info: GgufInfo, method: str, *, factor: Any = None, target_context
                         "after": _tensor_note(final_tensors.get(name))})
     if dropped_t:
         warnings.append(f"removed {', '.join(dropped_t)}: the new scaling replaces it")
-    return GgufPlan(method=method, factor=s, params=p, before=before, after=after, served_context=served,
-                    inv_freq=inv, attention_factor=attention, set_kv=set_kv, drop_kv=drop_kv - set(set_kv),
+    return GgufPlan(rope=rope, before=before, after=after, set_kv=set_kv, drop_kv=drop_kv - set(set_kv),
                     add_tensors=add_tensors, drop_tensors=drop_tensors, changes=changes, warnings=warnings)
 
 
@@ -247,3 +245,85 @@ def supported_methods(arch: str) -> dict[str, str]:
     out["longrope"] = ("rope_factors_long/short tensors" if arch in LONGROPE_ARCHS
                        else f"not available: llama.cpp's {arch} loads no LongRoPE factor tensors")
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# entry points: inspect and extend a GGUF file
+
+
+def inspect_gguf(path: str | Path, request: ConversionRequest | None = None, *,
+                 original_context: int | None = None) -> dict:
+    """Explain a GGUF file's RoPE setup; with a request, what `extend_gguf` would write."""
+    info = open_gguf(path)
+    L0 = request.original_context if request else original_context
+    spec = spec_from_metadata(info.arch, info.kv, info.rope_tensors, original_context=L0)
+    base_inv = base_inv_freq(spec.theta, spec.rotary_dim)
+    current_inv, _ = spec.inv_freq()
+    dims = [{"pair": j, "inv_freq": cur, "wavelength": 2 * math.pi / cur,
+             "wavelength_over_L0": (2 * math.pi / b) / spec.original_context, "current_scale": b / cur}
+            for j, (b, cur) in enumerate(zip(base_inv, current_inv))]
+    rope_tensors = {}
+    for t in info.tensors:
+        if t.name in ROPE_TENSORS:
+            values = info.rope_tensors[t.name]
+            rope_tensors[t.name] = {"type": t.type_name, "shape": list(t.shape), "min": min(values),
+                                    "max": max(values), "values": values}
+    result: dict = {
+        "source": {"kind": "gguf", "path": str(info.path)},
+        "spec": spec.to_dict(),
+        "dimensions": dims,
+        "buffers": [],
+        "warnings": list(spec.warnings),
+        "gguf": {
+            "architecture": info.arch,
+            "name": info.kv.get("general.name"),
+            "version": info.version,
+            "file_size": info.file_size,
+            "tensor_count": len(info.tensors),
+            "kv_count": len(info.types),
+            "alignment": info.alignment,
+            "endian": "little" if info.endian == "<" else "big",
+            "rope_keys": {key: info.kv.get(key) for key in sorted(info.kv)
+                          if key.startswith(f"{info.arch}.rope.") or key == f"{info.arch}.context_length"},
+            "rope_tensors": rope_tensors,
+            "ropeconv_record": gguf_record(info.kv),
+            "llama_cpp_methods": supported_methods(info.arch),
+        },
+    }
+    if request is not None:
+        gplan = plan_gguf(info, replace(request, rebase=True))
+        result["conversion"] = {**conversion_view(dims, base_inv, gplan.rope, gplan.after),
+                                "metadata_changes": gplan.changes}
+    return result
+
+
+def extend_gguf(path: str | Path, request: ConversionRequest,
+                progress: Callable[[int], None] | None = None) -> dict:
+    """Write a copy of the GGUF file at `path` whose metadata extends its context as `request` asks.
+
+    Returns a report (JSON-able). `progress(n)` is called with the number of tensor bytes copied.
+    With a dry run nothing is written. Raises RopeconvError for bad input; nothing is written then.
+    """
+    info = open_gguf(path)
+    gplan = plan_gguf(info, request)
+    dest = _destination(info.path, request.output, request.method, gplan.factor, request.force)
+    kept = [t for t in info.tensors if t.name not in gplan.drop_tensors]
+    report = {
+        "source": {"kind": "gguf", "path": str(info.path)},
+        "output": str(dest),
+        **conversion_summary(gplan.rope, gplan.before, gplan.after),
+        "config_diff": _diff_lines(gplan.changes),
+        "metadata_changes": gplan.changes,
+        "tensors": {"copied": len(kept), "added": sorted(gplan.add_tensors),
+                    "removed": sorted(gplan.drop_tensors - set(gplan.add_tensors)),
+                    "replaced": sorted(gplan.drop_tensors & set(gplan.add_tensors)),
+                    "bytes_copied": sum(t.n_bytes for t in kept)},
+        "buffers": {"mode": "rewrite", "found": [], "pickled_shards": [], "changed": []},
+        "gguf": {"architecture": info.arch, "source_size": info.file_size},
+        "warnings": gplan.warnings,
+        "dry_run": request.dry_run,
+    }
+    if request.dry_run:
+        return report
+    report["gguf"]["output_size"] = write_gguf(info, gplan, dest, progress=progress)
+    return report

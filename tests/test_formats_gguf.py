@@ -21,9 +21,23 @@ gguf = pytest.importorskip("gguf")
 from ropeconv import gguf_io  # noqa: E402
 from ropeconv.errors import RopeconvError  # noqa: E402
 from ropeconv.methods import Basis, base_inv_freq, compute  # noqa: E402
-from ropeconv.plan import plan_extension  # noqa: E402
+from ropeconv.formats import gguf as gguf_format  # noqa: E402
+from ropeconv.formats.hf import plan_config  # noqa: E402
+from ropeconv.request import ConversionRequest  # noqa: E402
 from ropeconv.smollm import THETA, TRAINED_CONTEXT, gguf_path  # noqa: E402
 from ropeconv.spec import read_spec  # noqa: E402
+
+
+def extend_gguf(path, method, *, progress=None, **options):
+    return gguf_format.extend_gguf(path, ConversionRequest.build(method, **options), progress=progress)
+
+
+def plan_gguf(info, method, **options):
+    return gguf_format.plan_gguf(info, ConversionRequest.build(method, **options))
+
+
+def inspect_gguf(path, method=None, **options):
+    return gguf_format.inspect_gguf(path, ConversionRequest.build(method, **options) if method else None)
 
 # SmolLM2-135M's Hugging Face config (the RoPE-relevant part), to compare descriptions with.
 SMOL_CONFIG = {"model_type": "llama", "hidden_size": 576, "num_attention_heads": 9, "num_key_value_heads": 3,
@@ -60,7 +74,7 @@ def yarn_out(smol, tmp_path_factory):
     src_mtime = smol.stat().st_mtime_ns
     out = tmp_path_factory.mktemp("yarn") / "smol-yarn.gguf"
     seen = []
-    report = gguf_io.extend_gguf(smol, "yarn", factor=4, output=out, progress=seen.append)
+    report = extend_gguf(smol, "yarn", factor=4, output=out, progress=seen.append)
     return {"path": out, "report": report, "src_hash": src_hash, "src_mtime": src_mtime, "progress": seen}
 
 
@@ -132,7 +146,7 @@ def _no_leftovers(folder: Path) -> list[str]:
 
 
 def test_inspect_smollm2_matches_the_hugging_face_description(smol):
-    result = gguf_io.inspect_gguf(smol, method="yarn", factor=4)
+    result = inspect_gguf(smol, method="yarn", factor=4)
     spec = result["spec"]
     hf = read_spec(SMOL_CONFIG).to_dict()
     for key in ("model_type", "rope_theta", "head_dim", "rotary_dim", "partial_rotary_factor",
@@ -212,15 +226,15 @@ def test_matches_the_hugging_face_plan_for_every_method(smol_info):
                            ("llama3", {"low_freq_factor": 2.0, "high_freq_factor": 8.0}),
                            ("longrope", {"short_factor": SHORT, "long_factor": LONG}),
                            ("yarn", {"mscale": 1.0, "mscale_all_dim": 0.5})]:
-        g = gguf_io.plan_gguf(smol_info, method, factor=4, params=params)
-        h = plan_extension(SMOL_CONFIG, method, factor=4, params=params)
+        g = plan_gguf(smol_info, method, factor=4, params=params)
+        h = plan_config(SMOL_CONFIG, ConversionRequest.build(method, factor=4, params=params))
         ga, ha = g.after.to_dict(), h.after.to_dict()
         assert ga["rope_type"] == ha["rope_type"], method
         assert ga["served_context"] == ha["served_context"] == 32768, method
         assert ga["rope_theta"] == pytest.approx(ha["rope_theta"], rel=1e-7), method  # float32 in GGUF
         assert ga["attention_factor"] == pytest.approx(ha["attention_factor"], rel=1e-6), method
         g_inv, _ = g.after.inv_freq()
-        assert g_inv == pytest.approx(h.inv_freq, rel=2e-6), method
+        assert g_inv == pytest.approx(h.rope.inv_freq, rel=2e-6), method
 
 
 def test_llama3_writes_the_rope_freqs_tensor_transformers_implies(tmp_path):
@@ -228,7 +242,7 @@ def test_llama3_writes_the_rope_freqs_tensor_transformers_implies(tmp_path):
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
     out = tmp_path / "l3.gguf"
-    report = gguf_io.extend_gguf(smol_like(tmp_path / "s.gguf"), "llama3", factor=4, output=out)
+    report = extend_gguf(smol_like(tmp_path / "s.gguf"), "llama3", factor=4, output=out)
     assert report["tensors"]["added"] == ["rope_freqs.weight"]
     r = gguf.GGUFReader(out)
     (t,) = [t for t in r.tensors if t.name == "rope_freqs.weight"]
@@ -254,7 +268,7 @@ def test_rope_freqs_without_original_length_is_fitted(tmp_path):
     ff = [b / i for b, i in zip(base_inv_freq(500000.0, 64), inv)]
     path = tiny_gguf(tmp_path / "l31.gguf", ctx=131072, theta=500000.0, head_dim=64,
                      rope_tensors={"rope_freqs.weight": ff})
-    spec = gguf_io.inspect_gguf(path)["spec"]
+    spec = inspect_gguf(path)["spec"]
     assert spec["rope_type"] == "llama3"
     assert spec["original_context"] == 8192
     assert spec["original_context_source"] == "fitted to the rope_freqs tensor"
@@ -265,7 +279,7 @@ def test_rope_freqs_without_original_length_is_fitted(tmp_path):
 def test_longrope_writes_factor_tensors_and_no_factor_key(tmp_path):
     out = tmp_path / "lr.gguf"
     src = smol_like(tmp_path / "s.gguf", rope_tensors={"rope_freqs.weight": [1.0] * 32})
-    gguf_io.extend_gguf(src, "longrope", factor=4, output=out, params={"short_factor": SHORT, "long_factor": LONG})
+    extend_gguf(src, "longrope", factor=4, output=out, params={"short_factor": SHORT, "long_factor": LONG})
     r = gguf.GGUFReader(out)
     tensors = {t.name: np.asarray(t.data) for t in r.tensors}
     np.testing.assert_allclose(tensors["rope_factors_long.weight"], LONG, rtol=1e-7)
@@ -278,10 +292,10 @@ def test_longrope_writes_factor_tensors_and_no_factor_key(tmp_path):
 
 
 def test_ntk_and_linear_metadata(smol_info):
-    ntk = gguf_io.plan_gguf(smol_info, "ntk", factor=4)
+    ntk = plan_gguf(smol_info, "ntk", factor=4)
     assert ntk.set_kv["llama.rope.freq_base"][1] == pytest.approx(THETA * 4 ** (64 / 62))
     assert not any(k.startswith("llama.rope.scaling.") for k in ntk.set_kv)
-    linear = gguf_io.plan_gguf(smol_info, "linear", factor=2)
+    linear = plan_gguf(smol_info, "linear", factor=2)
     assert linear.set_kv["llama.rope.scaling.type"][1] == "linear"
     assert linear.set_kv["llama.rope.scaling.factor"][1] == 2.0
     assert linear.set_kv["llama.context_length"][1] == 16384
@@ -291,7 +305,7 @@ def test_dry_run_default_name_and_destination_rules(tmp_path):
     src = smol_like(tmp_path / "real.gguf")
     link = tmp_path / "model.gguf"
     link.symlink_to(src)
-    report = gguf_io.extend_gguf(link, "yarn", factor=2.5, dry_run=True)
+    report = extend_gguf(link, "yarn", factor=2.5, dry_run=True)
     assert report["dry_run"] and report["output"] == str(tmp_path / "model-yarn-x2.5.gguf")
     assert not (tmp_path / "model-yarn-x2.5.gguf").exists()
     assert any(line.startswith("+ llama.rope.scaling.type") for line in report["config_diff"])
@@ -299,23 +313,23 @@ def test_dry_run_default_name_and_destination_rules(tmp_path):
     existing = tmp_path / "taken.gguf"
     existing.write_bytes(b"keep me")
     with pytest.raises(RopeconvError, match="already exists"):
-        gguf_io.extend_gguf(src, "yarn", factor=4, output=existing)
+        extend_gguf(src, "yarn", factor=4, output=existing)
     assert existing.read_bytes() == b"keep me"
-    gguf_io.extend_gguf(src, "yarn", factor=4, output=existing, force=True)
+    extend_gguf(src, "yarn", factor=4, output=existing, force=True)
     assert gguf.GGUFReader(existing).fields["llama.context_length"].contents() == 32768
     with pytest.raises(RopeconvError, match="is the source file"):
-        gguf_io.extend_gguf(link, "yarn", factor=4, output=src, force=True)
+        extend_gguf(link, "yarn", factor=4, output=src, force=True)
     with pytest.raises(RopeconvError, match="end in .gguf"):
-        gguf_io.extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.bin")
+        extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.bin")
     assert _no_leftovers(tmp_path) == []
 
 
 def test_already_scaled_needs_rebase(tmp_path):
     scaled = tmp_path / "scaled.gguf"
-    gguf_io.extend_gguf(smol_like(tmp_path / "s.gguf"), "yarn", factor=4, output=scaled)
+    extend_gguf(smol_like(tmp_path / "s.gguf"), "yarn", factor=4, output=scaled)
     with pytest.raises(RopeconvError, match="already scaled"):
-        gguf_io.extend_gguf(scaled, "yarn", factor=8, dry_run=True)
-    report = gguf_io.extend_gguf(scaled, "yarn", factor=2, dry_run=True, rebase=True)
+        extend_gguf(scaled, "yarn", factor=8, dry_run=True)
+    report = extend_gguf(scaled, "yarn", factor=2, dry_run=True, rebase=True)
     assert report["served_context"] == 16384  # counted from the trained 8192, not from 32768
     assert report["after"]["scaling"]["factor"] == 2.0
 
@@ -323,9 +337,9 @@ def test_already_scaled_needs_rebase(tmp_path):
 def test_ntk_rebase_restores_the_unscaled_base(tmp_path):
     src = tiny_gguf(tmp_path / "t.gguf")
     ntk = tmp_path / "t-ntk.gguf"
-    gguf_io.extend_gguf(src, "ntk", factor=4, output=ntk)
-    assert gguf_io.inspect_gguf(ntk)["spec"]["rope_theta"] > 40000
-    report = gguf_io.extend_gguf(ntk, "yarn", factor=2, dry_run=True, rebase=True)
+    extend_gguf(src, "ntk", factor=4, output=ntk)
+    assert inspect_gguf(ntk)["spec"]["rope_theta"] > 40000
+    report = extend_gguf(ntk, "yarn", factor=2, dry_run=True, rebase=True)
     assert report["after"]["rope_theta"] == 10000.0
     assert report["after"]["original_context"] == 4096 and report["served_context"] == 8192
 
@@ -333,7 +347,7 @@ def test_ntk_rebase_restores_the_unscaled_base(tmp_path):
 def test_big_endian_custom_alignment_and_odd_strings_survive(tmp_path):
     src = tiny_gguf(tmp_path / "be.gguf", big_endian=True, alignment=64)
     out = tmp_path / "be-yarn.gguf"
-    gguf_io.extend_gguf(src, "llama3", factor=2, output=out)
+    extend_gguf(src, "llama3", factor=2, output=out)
     ra, rb = gguf.GGUFReader(src), gguf.GGUFReader(out)
     assert rb.endianess == gguf.GGUFEndian.BIG and rb.alignment == 64
     assert rb.fields["llama.context_length"].contents() == 8192
@@ -351,7 +365,7 @@ def test_big_endian_custom_alignment_and_odd_strings_survive(tmp_path):
 
 def _refused_truncated(bad: Path, out: Path) -> None:
     with pytest.raises(RopeconvError, match="truncated|not a readable GGUF") as err:
-        gguf_io.extend_gguf(bad, "yarn", factor=4, output=out)
+        extend_gguf(bad, "yarn", factor=4, output=out)
     assert "\n" not in str(err.value)
     assert not out.exists()
 
@@ -363,7 +377,7 @@ def test_truncated_files_are_refused_and_nothing_written(smol, tmp_path):
         bad.write_bytes(data[:cut])
         _refused_truncated(bad, tmp_path / f"out{cut}.gguf")
         with pytest.raises(RopeconvError):
-            gguf_io.inspect_gguf(bad)
+            inspect_gguf(bad)
     real = smol.read_bytes()  # the real file cut inside its vocabulary and inside its tensor data
     for cut in (1_000_000, len(real) // 2):
         bad = tmp_path / f"real{cut}.gguf"
@@ -377,7 +391,7 @@ def test_wrong_magic_is_refused(tmp_path):
     bad.write_bytes(b"GGML" + bytes(100))
     out = tmp_path / "out.gguf"
     with pytest.raises(RopeconvError, match="is not a GGUF file"):
-        gguf_io.extend_gguf(bad, "yarn", factor=4, output=out)
+        extend_gguf(bad, "yarn", factor=4, output=out)
     assert not out.exists()
 
 
@@ -386,36 +400,36 @@ def test_non_rope_architectures_are_refused(tmp_path, arch, why):
     src = tiny_gguf(tmp_path / f"{arch}.gguf", arch=arch, theta=None)
     out = tmp_path / "out.gguf"
     with pytest.raises(RopeconvError, match=f"unsupported architecture '{arch}'.*{why}"):
-        gguf_io.extend_gguf(src, "yarn", factor=4, output=out)
+        extend_gguf(src, "yarn", factor=4, output=out)
     with pytest.raises(RopeconvError, match="unsupported architecture"):
-        gguf_io.inspect_gguf(src)
+        inspect_gguf(src)
     assert not out.exists()
 
 
 def test_unknown_architecture_without_rope_keys_is_refused(tmp_path):
     src = tiny_gguf(tmp_path / "x.gguf", arch="nosuchnet", theta=None)
     with pytest.raises(RopeconvError, match="unsupported architecture 'nosuchnet'"):
-        gguf_io.extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
+        extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
 
 
 def test_methods_llama_cpp_cannot_express_are_refused(smol_info, tmp_path):
     with pytest.raises(RopeconvError, match="no dynamic NTK.*--method yarn"):
-        gguf_io.plan_gguf(smol_info, "dynamic", factor=4)
+        plan_gguf(smol_info, "dynamic", factor=4)
     with pytest.raises(RopeconvError, match="always rounds"):
-        gguf_io.plan_gguf(smol_info, "yarn", factor=4, params={"truncate": False})
+        plan_gguf(smol_info, "yarn", factor=4, params={"truncate": False})
     with pytest.raises(RopeconvError, match="yarn_beta_fast only for"):
-        gguf_io.plan_gguf(smol_info, "yarn", factor=4, params={"beta_fast": 16.0})
+        plan_gguf(smol_info, "yarn", factor=4, params={"beta_fast": 16.0})
     qwen = gguf_io.open_gguf(tiny_gguf(tmp_path / "q.gguf", arch="qwen2"))
     with pytest.raises(RopeconvError, match="does not load a rope_freqs tensor.*--method yarn"):
-        gguf_io.plan_gguf(qwen, "llama3", factor=4)
+        plan_gguf(qwen, "llama3", factor=4)
     with pytest.raises(RopeconvError, match="LongRoPE factor tensors"):
-        gguf_io.plan_gguf(qwen, "longrope", factor=4, params={"short_factor": [1.0] * 8, "long_factor": [1.0] * 8})
-    assert gguf_io.plan_gguf(qwen, "yarn", factor=4).served_context == 16384
+        plan_gguf(qwen, "longrope", factor=4, params={"short_factor": [1.0] * 8, "long_factor": [1.0] * 8})
+    assert plan_gguf(qwen, "yarn", factor=4).served_context == 16384
 
 
 def test_grok_reads_its_own_yarn_betas(tmp_path):
     grok = gguf_io.open_gguf(tiny_gguf(tmp_path / "g.gguf", arch="grok"))
-    plan = gguf_io.plan_gguf(grok, "yarn", factor=4)
+    plan = plan_gguf(grok, "yarn", factor=4)
     assert plan.set_kv["grok.rope.scaling.yarn_beta_fast"][1] == 32.0  # llama.cpp's grok default is 8
     assert plan.after.to_dict()["scaling"].get("beta_fast") is None
 
@@ -428,7 +442,7 @@ def test_tensor_data_is_streamed_not_held(smol_info, tmp_path):
     clear = Path("/proc/self/clear_refs")
     if not clear.exists() or not os.access(clear, os.W_OK):
         pytest.skip("cannot reset the peak-RSS counter here")
-    plan = gguf_io.plan_gguf(smol_info, "yarn", factor=4)
+    plan = plan_gguf(smol_info, "yarn", factor=4)
 
     def peak_kb() -> int:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -475,7 +489,7 @@ def test_cli_extend_and_inspect_dispatch_to_gguf(smol, tmp_path):
 def test_methods_an_architecture_cannot_load_are_refused(tmp_path, method, params, message):
     src = tiny_gguf(tmp_path / "q.gguf", "qwen2")
     with pytest.raises(RopeconvError, match=message):
-        gguf_io.extend_gguf(src, method, factor=4, params=params, output=tmp_path / "out.gguf")
+        extend_gguf(src, method, factor=4, params=params, output=tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
 
 
@@ -483,5 +497,5 @@ def test_split_gguf_part_is_refused(tmp_path):
     src = tiny_gguf(tmp_path / "part.gguf", kv={"split.count": (gguf.GGUFValueType.UINT16, 3),
                                                  "split.no": (gguf.GGUFValueType.UINT16, 0)})
     with pytest.raises(RopeconvError, match="one part of a 3-part split GGUF.*merge the parts"):
-        gguf_io.extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
+        extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()

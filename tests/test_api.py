@@ -14,7 +14,8 @@ from conftest import build_tiny, rel_err
 from ropeconv import api
 from ropeconv.buffers import decode, find_buffers, read_tensor_bytes
 from ropeconv.errors import RopeconvError
-from ropeconv.plan import plan_extension
+from ropeconv.formats.hf import plan_config
+from ropeconv.request import ConversionRequest
 
 
 def _snapshot(folder):
@@ -128,17 +129,17 @@ def test_buffers_rewritten_in_float32_and_other_shards_identical(tmp_path, dtype
     snap = _snapshot(src)
     out = tmp_path / "out"
     report = api.extend(str(src), "yarn", factor=4, output=out)
-    plan = plan_extension(json.loads((src / "config.json").read_text()), "yarn", factor=4)
+    plan = plan_config(json.loads((src / "config.json").read_text()), ConversionRequest.build("yarn", factor=4))
     touched = {b.file for b in found}
     for b in find_buffers(out):
         dt, shape, raw = read_tensor_bytes(out / b.file, b.name)
         values = decode(raw, dt)
         if b.kind == "inv_freq":
-            assert dt == "F32" and rel_err(values, plan.inv_freq) < 1e-6
+            assert dt == "F32" and rel_err(values, plan.rope.inv_freq) < 1e-6
         else:
-            angles = [p * f for p in range(shape[-2]) for f in plan.inv_freq * 2]
+            angles = [p * f for p in range(shape[-2]) for f in plan.rope.inv_freq * 2]
             import math
-            ref = [(math.cos(a) if b.kind == "cos" else math.sin(a)) * plan.attention_factor for a in angles]
+            ref = [(math.cos(a) if b.kind == "cos" else math.sin(a)) * plan.rope.attention_factor for a in angles]
             tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
             assert max(abs(x - y) for x, y in zip(values, ref)) < tol and dt == b.dtype
     # every other tensor is byte-identical, and shards without buffers are hard links
@@ -183,7 +184,7 @@ def test_bin_checkpoint_with_buffers_loaded_weights_only(tmp_path):
     assert report["files"]["rewritten"] == ["pytorch_model.bin"]
     new = torch.load(tmp_path / "out" / "pytorch_model.bin", weights_only=True)
     assert rel_err(new["model.layers.0.self_attn.rotary_emb.inv_freq"].double().tolist(),
-                   plan_extension(json.loads((src / "config.json").read_text()), "yarn", factor=4).inv_freq) < 1e-6
+                   plan_config(json.loads((src / "config.json").read_text()), ConversionRequest.build("yarn", factor=4)).rope.inv_freq) < 1e-6
     report = api.extend(str(plain), "yarn", factor=4, output=tmp_path / "plain-out")  # no buffers: linked, not read
     assert report["files"]["rewritten"] == [] and report["buffers"]["pickled_shards"] == []
 
@@ -379,5 +380,8 @@ def test_bad_target_context(tiny, value, message):
 
 
 def test_factor_that_gives_fractional_tokens_is_refused(tiny):
-    with pytest.raises(RopeconvError, match="not a whole number of tokens.*--target-context"):
+    with pytest.raises(RopeconvError, match=r"5324.8 is not a whole number of tokens.*target context instead \(e.g. 5325\)"):
+        api.extend(str(tiny("llama")), "yarn", factor="1.3", dry_run=True)
+    # a factor so close to 1 that no token is added: no suggestion that would itself be refused
+    with pytest.raises(RopeconvError, match="adds no whole token — give a factor such as 2"):
         api.extend(str(tiny("llama")), "yarn", factor="1.00001", dry_run=True)

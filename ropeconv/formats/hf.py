@@ -1,0 +1,261 @@
+"""The Hugging Face folder adapter: what a RoPE plan writes into config.json (and beside it).
+
+`plan_config` gives the new config.json; `plan_folder` the whole write plan of an output folder
+(config.json, tokenizer_config.json's length cap, stored rotary buffers, ropeconv.json) as data that
+`--dry-run`, reports and tests read and `output.write_model` runs (which also leaves out the files
+that describe the source folder rather than the model: `output.SKIP_NAMES`).
+
+The portability rules live here (README "What ropeconv writes"): both config shapes with identical
+values, `rope_type` only, floats as floats, and `max_position_embeddings` /
+`original_max_position_embeddings` the way each engine reads them for that method.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ropeconv import __version__
+from ropeconv.buffers import INDEX_NAME, Buffer, buffer_kind, buffer_values, rewrite_shard
+from ropeconv.errors import RopeconvError
+from ropeconv.plan import RopePlan, plan
+from ropeconv.record import RECORD_NAME, Base, Record
+from ropeconv.request import ConversionRequest
+from ropeconv.folder import read_json_object
+from ropeconv.spec import FULL_ATTENTION, RopeSpec, read_spec
+
+TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+@dataclass(frozen=True)
+class ConfigPlan:
+    """A conversion of one config.json: the RoPE plan, and the config before and after."""
+
+    rope: RopePlan
+    before: RopeSpec
+    after: RopeSpec
+    config: dict  # the whole new config.json
+
+
+def plan_config(config: dict, request: ConversionRequest, earlier: Base | None = None) -> ConfigPlan:
+    """The new config.json for `request`; `earlier` is the base a ropeconv record holds."""
+    before = read_spec(config, original_context=request.original_context)
+    rope = plan(before, request, earlier)
+    new_config = rope_config(config, before, rope.method, rope.factor, rope.params, rope.theta,
+                             rope.original_context, rope.served_context)
+    after = read_spec(new_config)
+    if rope.method == "ntk":  # the new config no longer states L0 (only θ' and L0·s); the record does
+        after = read_spec(new_config, original_context=rope.original_context)
+        after.original_context_source = f"{RECORD_NAME} (config.json no longer states the trained context)"
+    if rope.method != "ntk" and after.rope_type != rope.method:  # our own output must read back as written
+        raise AssertionError(f"planned config reads back as {after.rope_type}, not {rope.method}")
+    if rope.method == "yarn" and rope.params.get("attention_factor") is not None:
+        rope.warnings.append("attention_factor is written explicitly: older vLLM, SGLang, TGI and exllamav2 ignore "
+                             "it and llama.cpp recomputes it")
+    if rope.method == "dynamic":
+        rope.warnings.append("dynamic is not portable: static in SGLang, no effect in vLLM, dropped by llama.cpp and "
+                             "exllamav2, refused by exllamav3 (see `ropeconv methods`)")
+    return ConfigPlan(rope=rope, before=before, after=after, config=new_config)
+
+
+@dataclass(frozen=True)
+class ShardRewrite:
+    """A safetensors shard streamed into the output with some buffers replaced or dropped."""
+
+    file: str
+    replace: dict[str, tuple[str, bytes]]  # tensor name -> (dtype, raw bytes)
+    drop: frozenset[str]
+
+    def write(self, source: Path, dst: Path) -> None:
+        rewrite_shard(source / self.file, dst, self.replace, set(self.drop))
+
+
+@dataclass(frozen=True)
+class PickledRewrite:
+    """A .bin shard holding rotary buffers, loaded with weights_only=True (never arbitrary unpickling)."""
+
+    file: str
+    mode: str  # "rewrite" or "drop"
+    inv_freq: tuple[float, ...]
+    attention_factor: float
+
+    def write(self, source: Path, dst: Path) -> None:
+        import torch
+
+        state = torch.load(source / self.file, map_location="cpu", weights_only=True, mmap=True)
+        for key in [k for k in state if buffer_kind(k)]:
+            if self.mode == "drop":
+                del state[key]
+                continue
+            buf = Buffer(self.file, key, buffer_kind(key), "F32", tuple(state[key].shape))
+            _, raw = buffer_values(buf, list(self.inv_freq), self.attention_factor)
+            kept_dtype = torch.float32 if buf.kind == "inv_freq" else state[key].dtype
+            state[key] = torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(buf.shape).to(kept_dtype)
+        torch.save(state, dst)
+
+
+@dataclass
+class FolderPlan:
+    """Everything an output folder gets besides the source's files as they are."""
+
+    conversion: ConfigPlan
+    json_files: dict[str, dict]  # name -> new content (config.json, tokenizer_config.json, index, record)
+    rewrites: dict[str, ShardRewrite | PickledRewrite]  # weight file -> how it is rewritten
+    buffers_found: list[Buffer]
+    pickled_shards: list[str]
+    buffers_changed: list[str]
+    tokenizer_max_length: int | None = None
+    record: Record | None = field(default=None, repr=False)
+
+
+def plan_folder(folder: Path, config: dict, request: ConversionRequest, earlier: Base | None,
+                buffers: list[Buffer], pickled: list[str], source: dict[str, Any]) -> FolderPlan:
+    """The write plan of an output folder for `request` over the model in `folder`.
+
+    `buffers` / `pickled` are the stored rotary buffers found (safetensors headers, .bin shards);
+    `source` is what the record says about where the model came from.
+    """
+    conversion = plan_config(config, request, earlier)
+    rope = conversion.rope
+    json_files: dict[str, dict] = {"config.json": conversion.config}
+    tokenizer = _tokenizer_patch(folder, rope.served_context)
+    if tokenizer is not None:
+        json_files[TOKENIZER_CONFIG] = tokenizer
+    rewrites, changed = _buffer_rewrites(buffers, pickled, rope, request.buffers)
+    if request.buffers == "drop" and buffers and (folder / INDEX_NAME).is_file():
+        index = json.loads((folder / INDEX_NAME).read_text(encoding="utf-8"))
+        dropped = {b.name for b in buffers}
+        index["weight_map"] = {k: v for k, v in index["weight_map"].items() if k not in dropped}
+        json_files[INDEX_NAME] = index
+    record = Record(
+        ropeconv_version=__version__, source=source, method=rope.method, factor=rope.factor, params=rope.params,
+        original_context=rope.original_context, base_theta=rope.base_theta, served_context=rope.served_context,
+        buffers_mode=request.buffers, buffers_changed=changed, before=conversion.before.to_dict(),
+        after=conversion.after.to_dict(), rebase=rope.rebase)
+    json_files[RECORD_NAME] = record.to_json()
+    return FolderPlan(conversion=conversion, json_files=json_files, rewrites=rewrites, buffers_found=buffers,
+                      pickled_shards=pickled, buffers_changed=changed,
+                      tokenizer_max_length=tokenizer["model_max_length"] if tokenizer else None, record=record)
+
+
+def _tokenizer_patch(folder: Path, context: int) -> dict | None:
+    tok = read_json_object(folder / TOKENIZER_CONFIG)
+    limit = tok.get("model_max_length") if tok else None
+    if isinstance(limit, (int, float)) and limit < context:
+        tok["model_max_length"] = context  # tokenizers truncate at it; older vLLM capped the served length
+        return tok
+    return None
+
+
+def _buffer_rewrites(found: list[Buffer], pickled: list[str], rope: RopePlan,
+                     mode: str) -> tuple[dict[str, ShardRewrite | PickledRewrite], list[str]]:
+    """The shard rewrites `mode` asks for, and the buffer names that change."""
+    if mode == "keep" or not (found or pickled):
+        return {}, []
+    rewrites: dict[str, ShardRewrite | PickledRewrite] = {
+        name: PickledRewrite(name, mode, tuple(rope.inv_freq), rope.attention_factor) for name in pickled}
+    by_file: dict[str, list[Buffer]] = {}
+    for buf in found:
+        by_file.setdefault(buf.file, []).append(buf)
+    for name, bufs in by_file.items():
+        if mode == "drop":
+            rewrites[name] = ShardRewrite(name, {}, frozenset(b.name for b in bufs))
+        else:
+            rewrites[name] = ShardRewrite(
+                name, {b.name: buffer_values(b, rope.inv_freq, rope.attention_factor) for b in bufs}, frozenset())
+    return rewrites, [b.name for b in found] + [f"{n}:*rotary buffers" for n in pickled]
+
+# Methods whose trained length L0 stays in max_position_embeddings (vLLM and SGLang multiply it by
+# `factor` themselves for linear; transformers and TGI read it as the trained length for dynamic).
+KEEPS_L0_IN_MAX = ("linear", "dynamic")
+# Methods that need original_max_position_embeddings inside the scaling entry.
+NEEDS_ORIGINAL = ("yarn", "llama3", "longrope")
+# ... and at top level too (llama.cpp's converter, Phi3 code and TGI read it there).
+NEEDS_TOP_ORIGINAL = ("llama3", "longrope")
+# Keys a fixed legacy shape may leave out: L0 travels at top level there (NEEDS_TOP_ORIGINAL), and
+# LongRoPE's factor is derived from max_position_embeddings / L0 by every reader.
+LEFT_TO_TOP_LEVEL = ("rope_type", "original_max_position_embeddings", "factor")
+
+
+def legacy_scaling(before: RopeSpec, entry: dict) -> dict:
+    """The legacy rope_scaling for `entry`: the same values, except for families whose transformers
+    4.x config class demands a fixed shape (Phi-3 LongRoPE: exactly type, short_factor, long_factor;
+    OLMo 2 linear/dynamic: exactly type, factor) — `type`, not `rope_type`, is what those read."""
+    keys = before.family.legacy_keys(entry["rope_type"]) if before.family else None
+    if keys is None:
+        return dict(entry)
+    lost = [k for k in entry if k not in keys and k not in LEFT_TO_TOP_LEVEL and k not in before.extra]
+    if lost:
+        raise RopeconvError(f"{before.model_type} cannot carry {', '.join(lost)} with {entry['rope_type']}: "
+                            f"transformers 4.x's config class accepts only type and {', '.join(keys)} in rope_scaling",
+                            f"leave {', '.join(lost)} out (the method's defaults are used)")
+    return {"type": entry["rope_type"], **{k: entry[k] for k in keys}}
+
+
+def rope_config(config: dict, before: RopeSpec, method: str, factor: float, params: dict, theta: float,
+                L0: int, served: int) -> dict:
+    """A copy of config.json carrying `method` at `factor` over (θ, L0), in every shape engines read.
+
+    `theta` is the θ to write (NTK's enlarged θ for ntk); `params` the method's normalised parameters.
+    """
+    entry: dict[str, Any] = {"rope_type": "default" if method == "ntk" else method}
+    if method != "ntk":
+        entry["factor"] = float(factor)
+        entry.update(params)
+    if method in NEEDS_ORIGINAL:
+        entry["original_max_position_embeddings"] = L0
+    entry.update(before.extra)  # mrope_section and friends travel with the entry
+    keeps_L0 = method in KEEPS_L0_IN_MAX and not (method == "linear" and before.family
+                                                  and before.family.linear_max_is_scaled)
+    return write_rope(config, before, entry, theta, L0 if keeps_L0 else served, L0, method)
+
+
+def write_rope(config: dict, before: RopeSpec, entry: dict, theta: float, max_pos: int, L0: int,
+               method: str) -> dict:
+    """A copy of config.json with the new RoPE written in every shape the engines read."""
+    new = copy.deepcopy(config)
+    section = new
+    for key in before.path:
+        section = section[key]
+
+    scaling = legacy_scaling(before, entry) if entry["rope_type"] != "default" or before.extra else None
+    if before.nested is not None:
+        if not (isinstance(section.get("rope_parameters"), dict)
+                and before.scaled_layer_type in section["rope_parameters"]):
+            section["rope_parameters"] = copy.deepcopy(before.nested)  # legacy-shaped source
+        nested = section["rope_parameters"]
+        old = nested.get(before.scaled_layer_type) or {}
+        kept = {k: v for k, v in old.items() if k == "partial_rotary_factor"}
+        nested[before.scaled_layer_type] = {**entry, "rope_theta": float(theta), **kept}
+    else:
+        old = section.get("rope_parameters") if isinstance(section.get("rope_parameters"), dict) else {}
+        kept = {k: v for k, v in old.items() if k == "partial_rotary_factor"}
+        section["rope_parameters"] = {"rope_type": entry["rope_type"], "rope_theta": float(theta), **kept,
+                                      **{k: v for k, v in entry.items() if k != "rope_type"}}
+    # Legacy readers (transformers 4.x, exllamav2, Ollama's converter): rope_scaling + top-level θ.
+    if scaling is not None and before.nested is not None and before.scaled_layer_type != FULL_ATTENTION:
+        scaling = None  # legacy rope_scaling only ever meant full attention
+    section["rope_scaling"] = scaling
+    section["rope_theta"] = float(theta)
+    theta_key = before.family.theta_key if before.family else "rope_theta"
+    partial_key = before.family.partial_key if before.family else "partial_rotary_factor"
+    for key in {theta_key} | ({"rotary_emb_base"} & set(section)):
+        section[key] = float(theta)  # e.g. GPT-NeoX reads only rotary_emb_base
+    if before.partial_rotary_factor != 1.0 and not ({"partial_rotary_factor", "rotary_pct"} & set(section)):
+        # rope_scaling replaces rope_parameters in transformers v5, so the fraction must be top-level too
+        section[partial_key] = before.partial_rotary_factor
+    head_dim_unset = section.get("head_dim") is None and (
+        "head_dim" in section or bool(before.family and before.family.head_dim_none_when_absent))
+    if head_dim_unset and not before.model_type.startswith("deepseek"):
+        # transformers' dynamic/yarn/longrope read getattr(config, "head_dim", …) and crash on None
+        # (an explicit null, or a missing key the config class turns into None)
+        section["head_dim"] = before.head_dim
+    section["max_position_embeddings"] = int(max_pos)
+    if method in NEEDS_TOP_ORIGINAL or "original_max_position_embeddings" in section:
+        section["original_max_position_embeddings"] = int(L0)
+    return new
+
+
