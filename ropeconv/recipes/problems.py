@@ -1,13 +1,13 @@
-"""Problems found in recipes: one `file:line: what is wrong — how to fix it` each, and the error
-(`RecipeError`) that lists them all."""
+"""Problems found in recipes: one `file:line: what is wrong — how to fix it` each, the error
+(`RecipeError`) that lists them all, and `recipe_words`: a library error worded with recipe keys."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ropeconv.errors import EXIT_BAD_INPUT, RopeconvError
+from ropeconv.request import RequestError
 
 def display_path(path: Path) -> str:
     """`path` relative to the working folder when it is under it (what a person would type)."""
@@ -47,12 +47,19 @@ class RecipeError(RopeconvError):
         return {"problems": [p.to_dict() for p in self.problems]}
 
 
-def cli_words(text: str) -> str:
-    """Library messages name CLI options (--factor, --no-truncate); a recipe names keys (factor)."""
-    text = re.sub(r"\bpass --(rebase|force|copy)\b", r"set \1 = true", text)
-    text = re.sub(r"\b(another|with) -o\b", r"\1 output", text)
-    text = re.sub(r"pass --([a-z][a-z-]*) or --no-\1", lambda m: f"write {m.group(1).replace('-', '_')} = true "
-                  "or false", text)
-    text = re.sub(r"(e\.g\.|like) --([a-z][a-z-]*) (\d[\w.]*)",
-                  lambda m: f"{m.group(1)} {m.group(2).replace('-', '_')} = {m.group(3)}", text)
-    return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), text)
+def recipe_key(field_name: str) -> str:
+    """How a recipe spells a request field: its key (`factor`, `original_context`)."""
+    return field_name
+
+
+def recipe_switch(field_name: str) -> str:
+    """How a recipe switches a field on: `set rebase = true`."""
+    return f"set {field_name} = true"
+
+
+def recipe_words(exc: RopeconvError) -> str:
+    """A library error as a recipe shows it: an error about a request field (a RequestError) is
+    worded with the recipe's keys; any other error is about no recipe key and keeps its words."""
+    if isinstance(exc, RequestError):
+        return exc.worded(recipe_key, recipe_switch).line()
+    return exc.line()

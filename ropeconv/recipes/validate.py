@@ -36,7 +36,6 @@ a longrope factor file, a probe text file) are relative to the recipe file's fol
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -47,21 +46,21 @@ except ImportError:  # pragma: no cover - Python 3.10 (pip install tomli)
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ropeconv.errors import RopeconvError, did_you_mean
-from ropeconv.methods import METHODS
-from ropeconv.plan import parse_tokens
+from ropeconv.methods import PARAMS, ParamError, get_method, validate_params
+from ropeconv.numbers import parse_tokens
 from ropeconv.recipes.hashing import _probe_fingerprint, recipe_hash
 from ropeconv.recipes.lines import key_lines, line_of
 from ropeconv.recipes.model import Conversion, ProbeSettings
-from ropeconv.recipes.problems import Problem, RecipeError, cli_words, display_path
+from ropeconv.recipes.problems import Problem, RecipeError, display_path, recipe_words
+from ropeconv.request import (BUFFER_MODES, ConversionRequest, RequestError, parse_factor, parse_factor_list,
+                              parse_token_field)
 
 SMOLLM2 = "smollm2"  # the special source: the SmolLM2-135M-Instruct demo folder (ropeconv.smollm)
 SUFFIX = ".toml"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-BUFFER_MODES = ("rewrite", "drop", "keep")  # as ropeconv.api.BUFFER_MODES (kept light: no api import)
-LIST_PARAMS = ("short_factor", "long_factor")
-
-# Method parameters: every method's, as `ropeconv extend` takes them.
-METHOD_PARAMS: tuple[str, ...] = tuple(dict.fromkeys(p for m in METHODS.values() for p in m.params))
+# Method parameters: the registry's (ropeconv.methods.PARAMS), as `ropeconv extend` takes them.
+METHOD_PARAMS: tuple[str, ...] = tuple(PARAMS)
+LIST_PARAMS: tuple[str, ...] = tuple(name for name, param in PARAMS.items() if param.kind == "factors")
 
 # key -> kind; kinds: str, bool, int, number, target, probe, params (checked per method)
 CONVERSION_KEYS: dict[str, str] = {
@@ -87,6 +86,12 @@ ALIASES = {
     "threshold": "max_beyond_ratio", "length": "lengths",
 }
 KIND_WORDS = {"str": "a string", "bool": "true or false", "int": "a whole number", "number": "a number"}
+KIND_EXAMPLES = {"str": '"…"', "bool": "true", "int": "8192", "number": "4.0"}
+EXAMPLES = {"method": '"yarn"', "source": '"org/name"', "name": '"model-yarn-x4"', "factor": "4.0",
+            "original_context": "8192", "buffers": '"rewrite"', "push_to": '"org/name"', "revision": '"main"',
+            "output": '"out/model-yarn-x4"', "device": '"cpu"', "dtype": '"auto"', "text": '"long.txt"',
+            "dataset": '"emozilla/pg19-test"', "max_short_ratio": "1.25", "max_beyond_ratio": "1.5",
+            "min_passkey_accuracy": "0.8"}
 
 
 
@@ -151,10 +156,14 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Conversion]:
         problems.append(Problem(file, 0, f"not UTF-8 text (bad byte at offset {exc.start}) — save it as UTF-8"))
         return []
     except OSError as exc:
-        problems.append(Problem(file, 0, f"cannot read it: {exc.strerror or exc}"))
+        problems.append(Problem(file, 0, f"cannot read it: {exc.strerror or exc} — check the path and its permissions"))
         return []
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        problems.append(Problem(file, 0, "invalid TOML: arrays or tables are nested too deeply to read — a recipe "
+                                         "needs a few levels at most"))
+        return []
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\(at line (\d+), column (\d+)\)", message)
@@ -167,11 +176,11 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Conversion]:
     for key in data:
         if key not in TOP_KEYS:
             problems.append(Problem(file, line_of(lines, (key,)),
-                                    _unknown(key, TOP_KEYS, "at the top of a recipe file") +
-                                    " — put conversions in [[conversion]] tables and shared keys in [defaults]"))
+                                    _unknown(key, TOP_KEYS, "at the top of a recipe file",
+                                             "put conversions in [[conversion]] tables and shared keys in [defaults]")))
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
-        problems.append(Problem(file, line_of(lines, ("defaults",)), "defaults must be a table: [defaults]"))
+        problems.append(Problem(file, line_of(lines, ("defaults",)), "defaults must be a table — write [defaults] with its keys below it"))
         defaults = {}
     for key in defaults:
         if key not in CONVERSION_KEYS:
@@ -185,13 +194,13 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Conversion]:
         return []
     if isinstance(entries, dict):
         problems.append(Problem(file, line_of(lines, ("conversion",)),
-                                "write [[conversion]] (double brackets) for each conversion, not [conversion]"))
+                                "[conversion] is a single table — write [[conversion]] (double brackets) for each conversion"))
         return []
     out = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             problems.append(Problem(file, line_of(lines, ("conversion",)),
-                                    "conversion must be a list of tables: write [[conversion]] sections"))
+                                    "conversion must be a list of tables — write [[conversion]] sections"))
             continue
         conv = _conversion(file, index, defaults, entry, lines, problems)
         if conv is not None:
@@ -199,14 +208,16 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Conversion]:
     return out
 
 
-def _unknown(key: str, choices, where: str) -> str:
+def _unknown(key: str, choices, where: str, fix: str | None = None) -> str:
     if key.replace("-", "_") in choices:
-        return f"unknown key '{key}' {where} (did you mean '{key.replace('-', '_')}'? recipe keys use underscores)"
+        return (f"unknown key '{key}' {where} (did you mean '{key.replace('-', '_')}'? recipe keys use underscores) "
+                "— rename it")
     if key == "token":
-        return "a Hub token never goes in a recipe (set HF_TOKEN, e.g. from CI secrets)"
+        return "a Hub token never goes in a recipe — remove it and set HF_TOKEN (e.g. from CI secrets)"
     alias = ALIASES.get(key.lower())
     hint = f" (did you mean '{alias}'?)" if alias in choices else did_you_mean(key, choices)
-    return f"unknown key '{key}' {where}{hint}"
+    return f"unknown key '{key}' {where}{hint} — " + (fix or ("rename it" if hint else "remove it (the README's "
+                                                                                     "'Recipes and CI' lists the keys)"))
 
 
 def _describe(value: Any) -> str:
@@ -254,6 +265,8 @@ class _Checker:
         return line_of(self.lines, path) or line_of(self.lines, ("conversion", self.index))
 
     def add(self, key: tuple[str, ...] | str | None, message: str) -> None:
+        if " — " not in message:  # every problem says how to fix it
+            message += " — see the recipe format in the README ('Recipes and CI')"
         key = (key,) if isinstance(key, str) else (key or ())
         self.problems.append(Problem(self.file, self.line(*key), message))
         self.count += 1
@@ -262,7 +275,9 @@ class _Checker:
         if _is(kind, value):
             return True
         name = key if isinstance(key, str) else ".".join(key)
-        self.add(key, f"{name} must be {KIND_WORDS[kind]}, not {_describe(value)}")
+        key_name = key if isinstance(key, str) else key[-1]
+        self.add(key, f"{name} must be {KIND_WORDS[kind]}, not {_describe(value)} — e.g. {key_name} = "
+                      f"{EXAMPLES.get(key_name, KIND_EXAMPLES[kind])}")
         return False
 
 
@@ -284,17 +299,16 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
         check.add(None, 'this conversion has no name — add name = "…" (letters, digits, . _ -)')
     elif check.typed("name", name, "str") and not NAME_RE.match(name):
         check.add("name", f"name {json.dumps(name)} must start with a letter or digit and use only letters, "
-                          "digits, '.', '_' and '-' (it names the output folder and the CI job)")
+                          "digits, '.', '_' and '-' (it names the output folder and the CI job) — e.g. "
+                          'name = "qwen2.5-7b-yarn-x4"')
 
     source = _source(merged, check, base_dir)
     method = merged.get("method")
     if method is None:
         check.add(None, "no method — add method = \"yarn\" (or linear, ntk, dynamic, llama3, longrope)")
     elif check.typed("method", method, "str"):
-        from ropeconv.methods import get_method
-
         try:
-            get_method(method)
+            method = get_method(method).name
         except RopeconvError as exc:
             check.add("method", exc.line())
             method = None
@@ -307,7 +321,7 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
     buffers = merged.get("buffers", "rewrite")
     if check.typed("buffers", buffers, "str") and buffers not in BUFFER_MODES:
         check.add("buffers", f"buffers {json.dumps(buffers)} is not one of {', '.join(BUFFER_MODES)}"
-                             f"{did_you_mean(buffers, BUFFER_MODES)}")
+                             f"{did_you_mean(buffers, BUFFER_MODES)} — e.g. buffers = \"rewrite\"")
     flags = {}
     for key in ("copy", "force", "rebase", "private", "create_pr"):
         flags[key] = merged.get(key, False)
@@ -327,6 +341,14 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
 
     if check.count or name is None or method is None or source is None:
         return None
+    try:  # every value was checked above with the same rules, key by key; this is the typed request
+        request = ConversionRequest.build(method, factor=factor, target_context=target, original_context=original,
+                                          params=params, rebase=flags["rebase"], buffers=buffers,
+                                          copy=flags["copy"], force=flags["force"])
+    except RequestError as exc:
+        check.add(exc.field if (exc.field,) in origin else None, recipe_words(exc))
+        return None
+    params = dict(request.params)
     normalised = {
         "name": name, "source": merged["source"], "method": method, "factor": factor, "target_context": target,
         "original_context": original, "params": params, "output": output, "buffers": buffers,
@@ -336,10 +358,8 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
     }
     conv = Conversion(
         name=name, file=file, line=line_of(lines, ("conversion", index)), base_dir=base_dir,
-        source=merged["source"], source_kind=source[0], source_path=source[1], repo_id=source[2],
-        revision=source[3], method=method, factor=factor, target_context=target, original_context=original,
-        params=params, output=output_path, buffers=buffers, copy=flags["copy"], force=flags["force"],
-        rebase=flags["rebase"], probe=probe, push_to=push_to, private=flags["private"],
+        source=merged["source"], source_kind=source[0], request=request, source_path=source[1], repo_id=source[2],
+        revision=source[3], output=output_path, probe=probe, push_to=push_to, private=flags["private"],
         push_revision=push_revision, create_pr=flags["create_pr"], normalised=normalised,
         sha256=recipe_hash(normalised),
         lines={key: check.line(key) for key in merged})
@@ -381,7 +401,7 @@ def _source(merged: dict, check: _Checker, base_dir: Path) -> tuple | None:
     if text.lower() == SMOLLM2:
         return ("smollm2", None, None, None)
     if not text:
-        check.add("source", "source is empty")
+        check.add("source", 'source is empty — write source = "org/name" (Hub), "./folder" (local) or "smollm2"')
         return None
     if text.endswith(".gguf"):
         check.add("source", "GGUF sources are not supported in recipes — use `ropeconv extend FILE.gguf`, "
@@ -402,111 +422,104 @@ def _source(merged: dict, check: _Checker, base_dir: Path) -> tuple | None:
 
 
 def _scale(merged: dict, check: _Checker) -> tuple[float | None, int | None, int | None]:
-    from ropeconv.plan import parse_factor
+    """factor or target_context, and original_context, with the request's own parsers."""
+    from ropeconv.plan import resolve_scale
 
     factor, target, original = merged.get("factor"), merged.get("target_context"), merged.get("original_context")
     if factor is None and target is None:
         check.add(None, "give factor (e.g. factor = 4.0) or target_context (e.g. target_context = 131072)")
     if factor is not None and target is not None:
-        check.add("target_context", "give factor or target_context, not both")
+        check.add("target_context", "give factor or target_context, not both — keep one of them")
     factor_value = target_value = original_value = None
     if factor is not None and check.typed("factor", factor, "number"):
         try:
             factor_value = parse_factor(factor)
-        except RopeconvError as exc:
-            check.add("factor", cli_words(exc.line()))
+        except RequestError as exc:
+            check.add("factor", recipe_words(exc))
     if target is not None:
         target_value = parse_target_context(target)
         if target_value is None:
-            check.add("target_context", f"target_context must be a whole number of tokens (131072) or \"128k\", "
-                                        f"not {_describe(target)}")
+            check.add("target_context", f"target_context must be a whole number of tokens, not {_describe(target)} "
+                                        "— e.g. target_context = 131072 or \"128k\"")
     if original is not None and check.typed("original_context", original, "int"):
-        if original < 16:
-            check.add("original_context", f"original_context {original} is not a plausible trained context — "
-                                          "give the length the model was trained at, e.g. 8192")
+        try:
+            original_value = parse_token_field("original_context", original)
+        except RequestError as exc:
+            check.add("original_context", recipe_words(exc))
         else:
-            original_value = original
+            if original_value < 16:
+                check.add("original_context", f"original_context {original} is not a plausible trained context — "
+                                              "give the length the model was trained at, e.g. 8192")
+                original_value = None
     if original_value and target_value and target_value <= original_value:
         check.add("target_context", f"target_context {target_value} is not longer than original_context "
                                     f"{original_value} — give a longer target")
-    if original_value and factor_value:
-        served = original_value * factor_value
-        if abs(served - round(served)) > 1e-6:
-            check.add("factor", f"factor {factor_value:g} × original_context {original_value} = {served:g} is not a "
-                                "whole number of tokens — use target_context instead")
+    if original_value and factor_value:  # the plan's own rule: L0 × factor is a whole number of tokens
+        try:
+            resolve_scale(original_value, ConversionRequest(method="linear", factor=factor_value))
+        except RequestError as exc:
+            check.add("factor", recipe_words(exc))
     return factor_value, target_value, original_value
 
 
 def _params(merged: dict, check: _Checker, method: str | None, base_dir: Path) -> dict:
-    """Method parameters, validated with the planner's own rules; longrope lists read and inlined."""
+    """Method parameters: recipe types checked key by key (longrope lists read from their files and
+    inlined), then the method registry's own validation (`validate_params`)."""
     given = {k: v for k, v in merged.items() if k in METHOD_PARAMS}
     before = check.count
     if method is None:
         return {}
-    allowed = METHODS[method].params
+    allowed = get_method(method).params
     params: dict = {}
     for key, value in given.items():
         if key not in allowed:
             takes = ", ".join(allowed) or "no parameters besides the factor"
-            check.add(key, f"'{key}' is not a parameter of {method} ({method} takes: {takes})")
+            check.add(key, f"'{key}' is not a parameter of {method} ({method} takes: {takes}) — remove it")
             continue
-        if key in LIST_PARAMS:
+        kind = PARAMS[key].kind
+        if kind == "factors":
             numbers = _factor_list(key, value, check, base_dir)
             if numbers is not None:
                 params[key] = numbers
-        elif key == "truncate":
-            if check.typed(key, value, "bool"):
-                params[key] = value
-        elif check.typed(key, value, "number"):
+        elif check.typed(key, value, "bool" if kind == "bool" else "number"):
             params[key] = value
     if check.count > before:
         return params
-    from types import SimpleNamespace
-
-    from ropeconv.plan import normalise_params
-
-    lists = [params[k] for k in LIST_PARAMS if k in params]
-    stub = SimpleNamespace(rotary_dim=2 * len(lists[0]) if lists else 0)  # list lengths are checked per model
     try:
-        return normalise_params(method, params, stub)
-    except RopeconvError as exc:
-        key = next((k for k in given if k in exc.problem), None) or "method"
+        return validate_params(method, params)
+    except ParamError as exc:
         message = exc.line()
-        if method == "longrope" and "needs both" in message:
+        if exc.name in LIST_PARAMS and exc.name not in given:
             message = ("longrope needs both short_factor and long_factor — lists of numbers (rotary dims / 2 each) "
                        "or a JSON file holding them")
-        check.add(key, cli_words(message))
+        check.add(exc.name if exc.name in given else "method", message)
         return params
 
 
 def _factor_list(key: str, value: Any, check: _Checker, base_dir: Path) -> list | None:
+    """A longrope list: inline in the recipe, or a JSON file relative to it (read by the request's parser)."""
     if isinstance(value, list):
         data = value
     elif isinstance(value, str):
-        from ropeconv.plan import parse_factor_list
-
         text = value.strip()
         candidate = _path(base_dir, text)
         try:
             data = parse_factor_list(key, str(candidate) if candidate.is_file() else text)
-        except RopeconvError as exc:
+        except RequestError as exc:
             if not candidate.is_file() and not re.match(r"^[\s\[\d.,eE+-]+\]?$", text):
                 check.add(key, f"{key} file {display_path(candidate)} does not exist — give a JSON file (relative to "
                                "the recipe) or a list of numbers")
             else:
-                check.add(key, cli_words(exc.line()))
+                check.add(key, recipe_words(exc))
             return None
     else:
-        check.add(key, f"{key} must be a list of numbers or a JSON file name, not {_describe(value)}")
+        check.add(key, f"{key} must be a list of numbers or a JSON file name, not {_describe(value)} — e.g. "
+                       f"{key} = [1.0, 1.05] or \"factors.json\"")
         return None
-    if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                             and math.isfinite(v) for v in data):
-        check.add(key, f"{key} must hold only finite numbers")
+    if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        check.add(key, f"{key} must hold only numbers — e.g. [1.0, 1.05, 1.1]")
         return None
-    if not data or any(v <= 0 for v in data):
-        check.add(key, f"{key} must be a non-empty list of positive numbers")
-        return None
-    return [float(v) for v in data]
+    return data
 
 
 def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
@@ -515,7 +528,8 @@ def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
     if value is True:
         return ProbeSettings()
     if not isinstance(value, dict):
-        check.add("probe", f"probe must be true, false or a table ([conversion.probe]), not {_describe(value)}")
+        check.add("probe", f"probe must be true, false or a table ([conversion.probe]), not {_describe(value)} "
+                           "— e.g. probe = true")
         return None
     settings = ProbeSettings()
     for key, item in value.items():
@@ -527,60 +541,67 @@ def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
             from ropeconv.probe import parse_lengths
 
             if isinstance(item, bool) or not isinstance(item, (str, int, list)):
-                check.add(where, f"probe lengths must be a string like \"4k,16k\" or a list, not {_describe(item)}")
+                check.add(where, f"probe lengths must be a string or a list, not {_describe(item)} — e.g. "
+                                 "lengths = \"4k,16k\"")
                 continue
             try:
                 settings.lengths = parse_lengths(item)
             except RopeconvError as exc:
-                check.add(where, "probe lengths: " + cli_words(exc.line()))
+                check.add(where, f"probe lengths: {exc.problem} — e.g. lengths = \"4k,16k,32k\"")
         elif kind == "depths":
             from ropeconv.probe.passkey import parse_depths
 
             if isinstance(item, bool) or not isinstance(item, (str, list)):
-                check.add(where, f"probe depths must be a string like \"0.1,0.5\" or a list, not {_describe(item)}")
+                check.add(where, f"probe depths must be a string or a list, not {_describe(item)} — e.g. "
+                                 "depths = \"0.1,0.5\"")
                 continue
             try:
                 settings.depths = list(parse_depths(item))
             except RopeconvError as exc:
-                check.add(where, "probe depths: " + cli_words(exc.line()))
+                check.add(where, f"probe depths: {exc.problem} — e.g. depths = \"0.1,0.5,0.9\"")
         elif check.typed(where, item, kind):
             if key == "text":
                 path = _path(base_dir, item)
                 if not path.is_file():
-                    check.add(where, f"probe text file {display_path(path)} does not exist (paths are relative to "
-                                     "the recipe file)")
+                    check.add(where, f"probe text file {display_path(path)} does not exist — fix the path (paths are "
+                                     "relative to the recipe file)")
                 settings.text = path
             elif key == "device":
                 from ropeconv.probe.measure import DEVICES
 
                 if item not in DEVICES:
                     hint = " (did you mean 'cuda'?)" if item.lower() == "gpu" else did_you_mean(item, DEVICES)
-                    check.add(where, f"probe device {json.dumps(item)} is not one of {', '.join(DEVICES)}{hint}")
+                    check.add(where, f"probe device {json.dumps(item)} is not one of {', '.join(DEVICES)}{hint} — "
+                                     "e.g. device = \"cpu\"")
                 settings.device = item
             elif key == "dtype":
                 from ropeconv.probe.measure import DTYPES
 
                 if item not in DTYPES:
                     check.add(where, f"probe dtype {json.dumps(item)} is not one of {', '.join(DTYPES)}"
-                                     f"{did_you_mean(item, DTYPES)}")
+                                     f"{did_you_mean(item, DTYPES)} — e.g. dtype = \"auto\"")
                 settings.dtype = item
             else:
                 setattr(settings, key, float(item) if kind == "number" else item)
     if settings.text is not None and settings.dataset is not None:
         check.add(("probe", "dataset"), "probe text and dataset were both given — keep one")
     if settings.depths is not None and not settings.passkey:
-        check.add(("probe", "depths"), "probe depths only apply with passkey = true")
+        check.add(("probe", "depths"), "probe depths only apply with passkey = true — set passkey = true or remove depths")
     if settings.min_passkey_accuracy is not None and not settings.passkey:
-        check.add(("probe", "min_passkey_accuracy"), "min_passkey_accuracy only applies with passkey = true")
+        check.add(("probe", "min_passkey_accuracy"), "min_passkey_accuracy only applies with passkey = true — set passkey = true or remove it")
     if settings.lengths is not None and settings.quick:
         check.add(("probe", "quick"), "probe quick and lengths were both given — quick picks its own lengths")
     try:
         settings.thresholds()
-    except RopeconvError as exc:
-        bad = "min_passkey_accuracy" if "passkey" in exc.problem else next(
-            (k for k in ("max_short_ratio", "max_beyond_ratio") if getattr(settings, k) is not None
-             and not getattr(settings, k) >= 1.0), "max_short_ratio")
-        check.add(("probe", bad), cli_words(exc.line()))
+    except RopeconvError:  # the verdict's rule; worded here with the probe table's keys
+        ratios = [k for k in ("max_short_ratio", "max_beyond_ratio") if getattr(settings, k) is not None
+                  and not getattr(settings, k) >= 1.0]
+        if ratios:
+            check.add(("probe", ratios[0]), "perplexity-ratio thresholds must be numbers ≥ 1 — e.g. "
+                                            "max_short_ratio = 1.25, max_beyond_ratio = 1.5")
+        else:
+            check.add(("probe", "min_passkey_accuracy"), "min_passkey_accuracy must be between 0 and 1 — e.g. "
+                                                         "min_passkey_accuracy = 0.8")
     return settings
 
 
@@ -609,7 +630,7 @@ def _push(merged: dict, check: _Checker, flags: dict) -> tuple[str | None, str |
                                   "revision write source = \"org/name@REVISION\"")
         elif flags.get("create_pr") and revision.strip() != "main":
             check.add("revision", "create_pr opens a pull request against main, so it cannot be combined with "
-                                  f"revision = {json.dumps(revision)}")
+                                  f"revision = {json.dumps(revision)} — remove one of them")
     elif revision is not None:
         revision = None
     if not merged.get("push_to"):
