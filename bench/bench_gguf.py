@@ -29,17 +29,25 @@ def status(field):
 src, out, method, factor, phase = sys.argv[1:6]
 import numpy, gguf  # noqa: F401  (imports are not what is measured)
 from ropeconv import gguf_io
+from ropeconv.formats import gguf as gguf_format
+from ropeconv.request import ConversionRequest
 base = status("VmRSS")
 t0 = time.perf_counter()
 if phase == "extend":
-    gguf_io.extend_gguf(src, method, factor=float(factor), output=out, force=True)
+    gguf_format.extend_gguf(src, ConversionRequest.build(method, factor=float(factor), output=out, force=True))
+    result = {"seconds": time.perf_counter() - t0, "peak_mb": status("VmHWM"), "baseline_mb": base}
+elif phase in ("open", "open-reader"):  # metadata read: ropeconv's scan vs the gguf package's reader (before)
+    if phase == "open":
+        gguf_io.open_gguf(src)
+    else:
+        gguf.GGUFReader(src, "r").fields
     result = {"seconds": time.perf_counter() - t0, "peak_mb": status("VmHWM"), "baseline_mb": base}
 elif phase == "inspect":
-    gguf_io.inspect_gguf(src)
+    gguf_format.inspect_gguf(src)
     result = {"seconds": time.perf_counter() - t0, "peak_mb": status("VmHWM"), "baseline_mb": base}
 else:  # copy phase only
     info = gguf_io.open_gguf(src)
-    plan = gguf_io.plan_gguf(info, method, factor=float(factor))
+    plan = gguf_format.plan_gguf(info, ConversionRequest.build(method, factor=float(factor)))
     Path("/proc/self/clear_refs").write_text("5")
     start = status("VmHWM")
     t1 = time.perf_counter()
@@ -72,10 +80,14 @@ def main() -> None:
     size_mb = src.stat().st_size / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench-out.gguf"
+        opened = run("open", src, out, args.method, args.factor)
+        reader = run("open-reader", src, out, args.method, args.factor)
         inspect = run("inspect", src, out, args.method, args.factor)
         extend = run("extend", src, out, args.method, args.factor)
         copy = run("copy", src, out, args.method, args.factor)
     print(f"file: {src.name} ({size_mb:.1f} MiB), {args.method} ×{args.factor:g}")
+    print(f"metadata read: {opened['seconds']:.2f} s, peak RSS {opened['peak_mb']:.0f} MiB; with gguf.GGUFReader "
+          f"(how ropeconv read it before): {reader['seconds']:.2f} s, peak RSS {reader['peak_mb']:.0f} MiB")
     print(f"inspect: {inspect['seconds']:.2f} s, peak RSS {inspect['peak_mb']:.0f} MiB "
           f"(after imports {inspect['baseline_mb']:.0f} MiB)")
     print(f"extend (read, write, re-read check, rename): {extend['seconds']:.2f} s, "

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ropeconv.errors import RopeconvError
+from ropeconv.numbers import show
+from ropeconv.folder import confined
 
 BUFFER_SUFFIXES = {
     "rotary_emb.inv_freq": "inv_freq",
@@ -25,7 +27,14 @@ BUFFER_SUFFIXES = {
     "cos_cached": "cos",
     "sin_cached": "sin",
 }
-DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}  # what a rotary buffer may be stored as
+# Every dtype the safetensors format defines, in bits per value.
+ALL_DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16, "I8": 8,
+                  "U64": 64, "U32": 32, "U16": 16, "U8": 8, "BOOL": 8, "F8_E4M3": 8, "F8_E5M2": 8,
+                  "F8_E8M0": 8, "E8M0": 8, "F6_E2M3": 6, "F6_E3M2": 6, "F4": 4, "C64": 64}
+# The most values ropeconv will compute for one rotary buffer (a cos cache of 1M positions × 256 dims);
+# a header claiming more is refused rather than allocated.
+MAX_BUFFER_VALUES = 2**28
 INDEX_NAME = "model.safetensors.index.json"
 MAX_HEADER = 100 * 1024 * 1024
 COPY_CHUNK = 16 * 1024 * 1024
@@ -51,7 +60,10 @@ def buffer_kind(name: str) -> str | None:
 
 
 def read_header(path: Path) -> tuple[dict, int]:
-    """(header, offset where tensor data starts) of a safetensors file, validated against its size."""
+    """(header, offset where tensor data starts) of a safetensors file, validated against its size:
+    every tensor has a known dtype, a shape of whole numbers, integer offsets inside the file, and
+    exactly the bytes its shape × dtype needs — so nothing computed from a header can claim more than
+    the file holds."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -64,45 +76,90 @@ def read_header(path: Path) -> tuple[dict, int]:
             header = json.loads(f.read(length))
     except PermissionError:
         raise RopeconvError(f"cannot read {path}: permission denied", "fix the file's permissions") from None
+    except OSError as exc:
+        raise RopeconvError(f"cannot read {path}: {exc.strerror or exc}", "check the file") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _corrupt(path, "header is not valid JSON") from None
+    except (RecursionError, ValueError):  # absurd nesting or integers
+        raise _corrupt(path, "header nests too deep or holds absurd numbers") from None
     if not isinstance(header, dict):
         raise _corrupt(path, "header is not a JSON object")
-    data_start, data_size = 8 + length, size - 8 - length
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, end = info["data_offsets"]
-            ok = 0 <= begin <= end <= data_size and isinstance(info["shape"], list)
-        except (TypeError, KeyError, ValueError):
-            ok = False
-        if not ok:
-            raise _corrupt(path, f"tensor {name} has bad offsets or shape")
+    data_start = 8 + length
+    check_header(header, size - data_start, path)
     return header, data_start
 
 
-def _corrupt(path: Path, why: str) -> RopeconvError:
-    return RopeconvError(f"{path.name} is not a valid safetensors file: {why}",
+def check_header(header: dict, data_size: int | None, path: Path | str) -> None:
+    """Validate a parsed safetensors header (local, or read from the Hub with `data_size` None)."""
+    for name, info in header.items():
+        if name == "__metadata__":
+            if info is not None and not isinstance(info, dict):
+                raise _corrupt(path, "__metadata__ is not an object")
+            continue
+        if any(ord(c) < 32 for c in name):
+            raise _corrupt(path, f"a tensor name holds control characters ({name[:40]!r})")
+        why = _tensor_problem(info, data_size)
+        if why:
+            raise _corrupt(path, f"tensor {name[:80]} {why}")
+
+
+def _tensor_problem(info: Any, data_size: int | None) -> str | None:
+    if not isinstance(info, dict):
+        return "is not an object"
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in ALL_DTYPE_BITS:
+        return f"has no known dtype ({str(dtype)[:20]!r})"
+    if not isinstance(shape, list) or not all(_whole(d) for d in shape):
+        return "has a shape that is not a list of whole numbers"
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_whole(o) for o in offsets):
+        return "has data_offsets that are not two whole numbers"
+    begin, end = offsets
+    if begin > end or (data_size is not None and end > data_size):
+        return "has offsets outside the file"
+    if (math.prod(shape) * ALL_DTYPE_BITS[dtype] + 7) // 8 != end - begin:
+        return f"claims shape {shape} of {dtype} but holds {end - begin} bytes"
+    return None
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def expected_size(path: Path) -> int:
+    """The file size a safetensors shard's header requires (8 + header + the end of its last tensor)."""
+    header, start = read_header(path)
+    return start + max((info["data_offsets"][1] for key, info in header.items() if key != "__metadata__"),
+                       default=0)
+
+
+def _corrupt(path: Path | str, why: str) -> RopeconvError:
+    return RopeconvError(f"{Path(path).name} is not a valid safetensors file: {why}",
                          "re-download or re-save that shard")
 
 
 def weight_files(folder: Path) -> list[str]:
-    """Safetensors shards of a model folder (relative names), validated against the index."""
+    """Safetensors shards of a model folder (relative names), validated against the index; every name
+    is checked by the one confinement rule (source.confined)."""
     index = folder / INDEX_NAME
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            files = sorted(set(weight_map.values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
-            raise RopeconvError(f"{INDEX_NAME} is not a valid index (no weight_map)",
+            data = json.loads(confined(folder, INDEX_NAME).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RopeconvError(f"{INDEX_NAME} is not valid JSON", "re-download the index file") from None
+        except (RecursionError, ValueError):
+            raise RopeconvError(f"{INDEX_NAME} nests too deep or holds absurd numbers",
                                 "re-download the index file") from None
-        root = folder.resolve()
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict):
+            raise RopeconvError(f"{INDEX_NAME} is not a valid index (no weight_map object)",
+                                "re-download the index file")
+        bad = next((v for v in weight_map.values() if not isinstance(v, str) or not v), None)
+        if bad is not None or any(not isinstance(v, str) for v in weight_map.values()):
+            raise RopeconvError(f"{INDEX_NAME} maps a tensor to {show(bad)}, not a shard file name",
+                                "fix the index: every weight_map value is a file name in the folder")
+        files = sorted(set(weight_map.values()))
         for name in files:
-            target = (folder / name).resolve()
-            if not isinstance(name, str) or os.path.isabs(name) or root not in target.parents:
-                raise RopeconvError(f"{INDEX_NAME} names {name!r}, which is outside the model folder",
-                                    "fix the index: shard names must be files inside the folder")
+            target = confined(folder, name)
             if not target.is_file():
                 raise RopeconvError(f"{INDEX_NAME} names {name}, which is missing", "re-download the missing shard")
         return files
@@ -117,6 +174,7 @@ def buffers_in_headers(headers: dict[str, dict]) -> list[Buffer]:
     """Rotary buffers named in safetensors headers ({shard name: header}), e.g. read from the Hub."""
     found = []
     for name, header in headers.items():
+        check_header(header, None, name)  # Hub headers come without the file
         for key, info in header.items():
             kind = buffer_kind(key) if key != "__metadata__" else None
             if kind:
@@ -148,6 +206,12 @@ def buffer_values(buffer: Buffer, inv_freq: list[float], attention_factor: float
     """
     import numpy as np
 
+    if buffer.dtype not in DTYPE_SIZES:
+        raise RopeconvError(f"{buffer.name} is stored as {buffer.dtype}, not a float type, so it cannot hold "
+                            "rotary values", "use --buffers drop (or keep)")
+    if math.prod(buffer.shape) > MAX_BUFFER_VALUES:
+        raise RopeconvError(f"{buffer.name} claims shape {list(buffer.shape)}, more than {MAX_BUFFER_VALUES} "
+                            "values", "use --buffers drop (or keep)")
     if buffer.kind == "inv_freq":
         if math.prod(buffer.shape) != len(inv_freq):
             raise RopeconvError(f"{buffer.name} holds {math.prod(buffer.shape)} values but the config gives "

@@ -7,19 +7,29 @@ Unchanged files are hard-linked (copied where linking is impossible, or with cop
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ropeconv.errors import RopeconvError
+from ropeconv.folder import confined, model_files
 
-SKIP_NAMES = {".cache", ".git", ".gitattributes.lock"}
+# Never carried into an output: VCS and cache folders (at any depth), ropeconv's own cache marker,
+# and files that describe the source rather than the output (at the top level).
+SKIP_NAMES = {".cache", ".git", ".gitattributes.lock", ".ropeconv-complete"}
+SKIP_AT_ROOT = {"probe.json"}
+TMP_MARK = ".ropeconv-tmp-"
+OLD_MARK = ".ropeconv-old-"
 
 
 @dataclass
@@ -81,57 +91,209 @@ def write_json_atomic(path: Path, obj: dict, indent: int | None = 2) -> None:
     write_text_atomic(path, dump_json(obj, indent))
 
 
+def default_output_name(name: str, method: str, factor: float) -> str:
+    """The output's name when none is given: `<source name>-<method>-x<factor>`."""
+    return f"{name or 'model'}-{method}-x{factor:g}"
+
+
 def check_destination(source: Path | None, dest: Path, force: bool) -> None:
-    dest_abs = dest.resolve()
+    """Refuse a destination that cannot be written safely, before anything is computed or written.
+
+    Refused even with force: the source itself, an output inside the source, an output that contains
+    the source (replacing it would delete the model), a regular file (--force replaces only a folder),
+    and a symbolic link (ropeconv does not write through links).
+    """
+    if any(ord(c) < 32 for c in str(dest)):
+        raise RopeconvError(f"the output path {str(dest)!r} holds control characters", "choose a plain -o path")
+    dest_abs = dest.absolute()
+    if dest.is_symlink():
+        raise RopeconvError(f"the output {dest} is a symbolic link (to {os.readlink(dest)}); ropeconv does not "
+                            "write through links", "pass the real folder as -o, or remove the link")
     if source is not None:
         src_abs = source.resolve()
-        if dest_abs == src_abs or src_abs in dest_abs.parents:
+        dest_real = dest.resolve()
+        if dest_real == src_abs or src_abs in dest_real.parents:
             raise RopeconvError(f"the output {dest} is inside the source folder", "choose an output outside it with -o")
-    if dest.exists() and not force:
-        if not dest.is_dir() or any(dest.iterdir()):
-            raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
-    parent = dest_abs.parent
-    if not parent.is_dir():
-        raise RopeconvError(f"the output's parent folder {parent} does not exist", "create it or choose another -o")
-    if not os.access(parent, os.W_OK):
-        raise RopeconvError(f"cannot write into {parent}: permission denied", "choose another -o")
+        if dest_real in src_abs.parents or dest_real in source.absolute().parents:
+            raise RopeconvError(f"the output {dest} contains the source {source}: replacing it would delete the model",
+                                "choose an output folder that does not contain the model (e.g. a new folder beside it)")
+    if dest.exists() and not dest.is_dir():
+        raise RopeconvError(f"{dest} is a file, not a folder; --force replaces only an output folder",
+                            "choose another -o (a folder name)")
+    if dest.exists() and not force and any(dest.iterdir()):
+        raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
+    ancestor = next((p for p in [dest_abs.parent, *dest_abs.parent.parents] if p.exists()), Path("/"))
+    if not ancestor.is_dir():
+        raise RopeconvError(f"the output's parent {ancestor} is a file, not a folder", "choose another -o")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise RopeconvError(f"cannot write into {ancestor}: permission denied", "choose another -o")
 
 
 def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False, copy: bool = False,
                 advance: Callable[[int], None] | None = None) -> WriteReport:
-    """Build `dest` from `source` plus `plan`, atomically."""
+    """Build `dest` from `source` plus `plan`, atomically: in a temporary folder beside `dest`, renamed
+    into place at the end. On any failure, SIGINT or SIGTERM, the temporary folder is removed; a run
+    killed outright leaves it, and the next run to the same destination removes it."""
     check_destination(source, dest, force)
+    files = [rel for rel in model_files(source, SKIP_NAMES)
+             if rel not in plan.dropped and rel not in plan.json_files and rel not in SKIP_AT_ROOT]
+    before = {rel: _stamp(source / rel) for rel in files}
     dest = dest.absolute()
-    tmp = make_temp_dir(dest.parent, f".{dest.name}.ropeconv-tmp-")
+    created = _make_parents(dest.parent)
+    remove_leftovers(dest)
     report = WriteReport()
+    tmp = None
     try:
-        for rel in _source_files(source):
-            if rel in plan.dropped or rel in plan.json_files:
-                continue
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if rel in plan.shard_writers:
-                plan.shard_writers[rel](target)
-                report.rewritten.append(rel)
-            elif not copy and _try_link((source / rel).resolve(), target):
-                report.linked += 1
-            else:
-                shutil.copyfile((source / rel).resolve(), target)
-                report.copied += 1
-            if advance:
-                advance(1)
-        for rel, content in plan.json_files.items():
-            original = source / rel
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_text(dump_json(content, json_indent(original) if original.exists() else 2),
-                                   encoding="utf-8")
-        _move_into_place(tmp, dest, force)
+        with terminate_as_interrupt():
+            tmp = make_temp_dir(dest.parent, f".{dest.name}{TMP_MARK}")
+            lock = _hold(tmp)
+            try:
+                for rel in files:
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    real = confined(source, rel)
+                    if rel in plan.shard_writers:
+                        _rewrite(plan.shard_writers[rel], target, rel)
+                        report.rewritten.append(rel)
+                    elif not copy and _try_link(real, target):
+                        report.linked += 1
+                    else:
+                        shutil.copyfile(real, target)
+                        report.copied += 1
+                    if rel.endswith(".safetensors") and rel not in plan.shard_writers:
+                        _check_shard_size(target, rel)
+                    if advance:
+                        advance(1)
+                for rel, content in plan.json_files.items():
+                    original = source / rel
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (tmp / rel).write_text(dump_json(content, json_indent(original) if original.exists() else 2),
+                                           encoding="utf-8")
+                changed = [rel for rel in files if _stamp(source / rel) != before[rel]]
+                if changed:
+                    raise RopeconvError(f"the source changed while it was being copied ({changed[0]}"
+                                        f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''})",
+                                        "run again when nothing else is writing to the model folder")
+                _move_into_place(tmp, dest, force)
+            finally:
+                os.close(lock)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in reversed(created):  # parents made for this output, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if isinstance(exc, OSError):
             raise _os_error(exc, dest) from None
         raise
     return report
+
+
+def _rewrite(writer: Callable[[Path], None], target: Path, rel: str) -> None:
+    """Run a shard writer. It reads a file the user gave: a reader's own exception (torch's for a damaged
+    .bin, a ValueError for a malformed tensor) means a bad shard, reported as one line, not a bug."""
+    try:
+        writer(target)
+    except (RopeconvError, OSError, MemoryError):
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RopeconvError(f"{rel} could not be read to rewrite its rotary buffers ({type(exc).__name__}: {first})",
+                            "re-download or re-save that shard, or pass --buffers keep") from None
+
+
+def remove_leftovers(dest: Path) -> list[Path]:
+    """Remove what a killed run to `dest` left beside it (`.NAME.ropeconv-tmp-*`, `.NAME.ropeconv-old-*`),
+    skipping any still held by a live run (each run holds a lock on its folder)."""
+    removed = []
+    parent, prefixes = dest.parent, (f".{dest.name}{TMP_MARK}", f".{dest.name}{OLD_MARK}")
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefixes):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live run is writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _hold(folder: Path) -> int:
+    """Lock a folder for the life of this run (released by the kernel when the process dies)."""
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _check_shard_size(path: Path, rel: str) -> None:
+    """A copied or linked safetensors shard must be as long as its header says (a shard truncated or
+    still being written must not land under the final name)."""
+    from ropeconv.buffers import expected_size
+
+    actual = path.stat().st_size
+    wanted = expected_size(path)
+    if actual != wanted:
+        raise RopeconvError(f"{rel} has {actual} bytes but its header needs {wanted} (truncated or changed while "
+                            "being copied)", "re-download or re-save that shard, and run again")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create the missing parents of the output (as `mkdir -p`); returns those created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    created = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+        created.append(path)
+    return created
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM is handled like Ctrl-C while writing: the temporary folder is removed, one line is printed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def make_temp_dir(parent: Path, prefix: str) -> Path:
@@ -148,18 +310,6 @@ def _umask() -> int:
     return mask
 
 
-def _source_files(source: Path) -> list[str]:
-    files = []
-    for root, dirs, names in os.walk(source, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_NAMES)
-        for name in sorted(names):
-            path = Path(root) / name
-            if name in SKIP_NAMES or not path.exists():  # broken links are not carried
-                continue
-            files.append(path.relative_to(source).as_posix())
-    return files
-
-
 def _try_link(src: Path, dst: Path) -> bool:
     try:
         os.link(src, dst)
@@ -169,18 +319,34 @@ def _try_link(src: Path, dst: Path) -> bool:
 
 
 def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:
-    old = None
-    if dest.exists() or dest.is_symlink():
-        if dest.is_dir() and not any(dest.iterdir()):
-            dest.rmdir()
+    old, old_lock = None, None
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):  # appeared while we were writing
+        raise RopeconvError(f"{dest} appeared as a file or link while ropeconv was writing", "choose another -o")
+    if dest.exists():
+        if not any(dest.iterdir()):
+            with contextlib.suppress(OSError):
+                dest.rmdir()
         elif force:
-            old = dest.with_name(f".{dest.name}.ropeconv-old-{uuid.uuid4().hex[:8]}")
+            old = dest.with_name(f".{dest.name}{OLD_MARK}{uuid.uuid4().hex[:8]}")
+            old_lock = _hold(dest)  # so a concurrent run does not take it for a leftover
             os.replace(dest, old)
         else:  # appeared while we were writing
             raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
-    os.replace(tmp, dest)
+    try:
+        os.replace(tmp, dest)
+    except OSError as exc:
+        if old is not None:  # put the previous output back
+            with contextlib.suppress(OSError):
+                os.replace(old, dest)
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another run finished first
+            raise RopeconvError(f"{dest} was written by another run while this one was writing",
+                                "choose another -o, or pass --force to replace it") from None
+        raise
+    finally:
+        if old_lock is not None:
+            os.close(old_lock)
     if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _os_error(exc: OSError, where: Path) -> RopeconvError:

@@ -8,13 +8,13 @@ DeepSeek `qk_rope_head_dim`, partial rotary defaults). Pure Python: no torch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ropeconv.errors import RopeconvError
 from ropeconv.families import POSITION_EXPLAINED, Family, family_of
 from ropeconv.methods import Basis, compute, unscaled
+from ropeconv.numbers import MAX_FACTOR, MAX_HEAD_DIM, finite_number, positive_int, show
 
 SCALED_TYPES = ("linear", "dynamic", "yarn", "llama3", "longrope")
 # Keys that describe the RoPE itself rather than its scaling.
@@ -50,7 +50,12 @@ class RopeSpec:
 
     @property
     def is_scaled(self) -> bool:
-        return self.rope_type in SCALED_TYPES
+        # an unknown rope_type counts as scaled: replacing it silently would drop a scaling we cannot read
+        return self.rope_type != "default"
+
+    @property
+    def is_known(self) -> bool:
+        return self.rope_type == "default" or self.rope_type in SCALED_TYPES
 
     @property
     def factor(self) -> float | None:
@@ -62,12 +67,22 @@ class RopeSpec:
 
     def inv_freq(self, seq_len: int | None = None) -> tuple[list[float], float]:
         """The inverse frequencies and attention factor this config gives today."""
-        if not self.is_scaled:
+        if not self.is_scaled or not self.is_known:  # an unknown type is shown unscaled (is_scaled stays True)
             return unscaled(self.basis())
         params = dict(self.scaling)
         if params.get("factor") is None:  # transformers derives it from the two lengths
             params["factor"] = self.max_position_embeddings / self.original_context
-        return compute(self.rope_type, self.basis(), params, seq_len)
+        try:
+            return compute(self.rope_type, self.basis(), params, seq_len)
+        except RopeconvError:
+            raise
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+            # what config.json's scaling entry holds is not what its type needs (a missing or mistyped key)
+            what = f"has no {exc.args[0]}" if isinstance(exc, KeyError) and exc.args else \
+                f"holds a value its method cannot use ({type(exc).__name__})"
+            raise RopeconvError(f"config.json's {self.rope_type} rope scaling {what}",
+                                "complete the rope scaling entry in config.json (or remove it if the model "
+                                "is not scaled)") from None
 
     def served_context(self) -> int:
         """The context this config is meant to give (what the current scaling extends to)."""
@@ -110,18 +125,24 @@ def language_section(config: dict) -> tuple[tuple[str, ...], dict]:
 
 
 def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RopeconvError(f"config.json has {key} = {value!r}, which is not a finite number",
+    if isinstance(value, str):  # numbers in config.json are JSON numbers, not text
+        raise RopeconvError(f"config.json has {key} = {show(value)}, which is not a number",
                             "fix that value in config.json")
-    return float(value)
+    return finite_number(value, f"config.json's {key}", "fix that value in config.json")
 
 
 def _int(value: Any, key: str) -> int:
-    number = _number(value, key)
-    if number != int(number) or number <= 0:
-        raise RopeconvError(f"config.json has {key} = {value!r}, which is not a positive whole number",
+    if isinstance(value, str):
+        raise RopeconvError(f"config.json has {key} = {show(value)}, which is not a number",
                             "fix that value in config.json")
-    return int(number)
+    return positive_int(value, f"config.json's {key}", "fix that value in config.json")
+
+
+def _name(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise RopeconvError(f"config.json has {key} = {show(value)}, which is not a name",
+                            f"fix {key} in config.json (a string such as \"llama\")")
+    return value
 
 
 def refuse_non_rope(model_type: str, position: str) -> RopeconvError:
@@ -137,9 +158,9 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
     """
     if not isinstance(config, dict):
         raise RopeconvError("config.json is not a JSON object", "point ropeconv at a model's config.json folder")
-    top_type = config.get("model_type") or ""
+    top_type = _name(config.get("model_type") or "", "model_type")
     path, section = language_section(config)
-    model_type = section.get("model_type") or top_type
+    model_type = _name(section.get("model_type") or top_type, "model_type")
     family = family_of(model_type) or family_of(top_type)
     warnings: list[str] = []
 
@@ -164,9 +185,14 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
     v5 = section.get("rope_parameters")
     legacy = legacy if isinstance(legacy, dict) and legacy else None
     v5 = v5 if isinstance(v5, dict) and v5 else None
-    shape = "both" if legacy and v5 else "legacy" if legacy or "rope_theta" in section else "v5" if v5 else "none"
+    has_legacy = bool(legacy) or "rope_theta" in section  # top-level θ is the legacy shape too
+    shape = "both" if has_legacy and v5 else "legacy" if has_legacy else "v5" if v5 else "none"
 
-    layer_types = set(section.get("layer_types") or []) | {FULL_ATTENTION, "sliding_attention"}
+    declared_layer_types = section.get("layer_types") or []
+    if not isinstance(declared_layer_types, list) or not all(isinstance(t, str) for t in declared_layer_types):
+        raise RopeconvError(f"config.json has layer_types = {show(declared_layer_types)}, not a list of names",
+                            "fix layer_types in config.json (e.g. [\"sliding_attention\", \"full_attention\"])")
+    layer_types = set(declared_layer_types) | {FULL_ATTENTION, "sliding_attention"}
     nested = None
     scaled_layer_type = None
     if v5 and any(k in layer_types for k in v5) and all(isinstance(v5[k], dict) or v5[k] is None
@@ -196,9 +222,14 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
                         "vLLM refuses the conflict, transformers v5 uses rope_type")
     elif "type" in entry and "rope_type" in entry:
         warnings.append("rope scaling has both type and rope_type; exllamav2 asserts on that")
-    rope_type = entry.get("rope_type", entry.get("type", "default"))
+    rope_type = _name(entry.get("rope_type", entry.get("type", "default")), "rope_type")
     if rope_type in ("mrope", "axial"):  # Qwen2-VL's legacy spelling of plain multimodal RoPE
         rope_type = "default"
+    if entry.get("factor") is not None:  # checked once here: methods divide by it
+        factor = _number(entry["factor"], "rope scaling factor")
+        if not 0 < factor <= MAX_FACTOR:
+            raise RopeconvError(f"config.json has a rope scaling factor of {show(entry['factor'])}, outside "
+                                f"(0, {MAX_FACTOR:g}]", "fix the factor in config.json (1 means no scaling)")
 
     theta_value = entry.get("rope_theta", section.get("rope_theta", section.get("rotary_emb_base")))
     if theta_value is None:
@@ -217,7 +248,10 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
     if not 0 < partial <= 1:
         raise RopeconvError(f"partial_rotary_factor = {partial} is outside (0, 1]", "fix it in config.json")
     rotary_dim = int(head_dim * partial)
-    if rotary_dim < 2 or rotary_dim % 2:
+    if rotary_dim > MAX_HEAD_DIM:
+        raise RopeconvError(f"config.json gives a rotary dimension of {rotary_dim}, more than {MAX_HEAD_DIM}",
+                            "fix head_dim / hidden_size / num_attention_heads in config.json")
+    if rotary_dim < 4 or rotary_dim % 2:  # NTK's θ·s^(d/(d-2)) needs d > 2; no real model rotates fewer
         raise RopeconvError(f"rotary dimension {rotary_dim} (head_dim {head_dim} × {partial}) is odd or too small; "
                             "RoPE rotates pairs of dimensions",
                             "fix head_dim / partial_rotary_factor in config.json")

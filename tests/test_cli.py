@@ -80,7 +80,7 @@ def test_bad_input_is_one_line_exit_2(model, tmp_path, args, message):
 
 def test_missing_model_and_debug_traceback(tmp_path):
     result = ropeconv("inspect", str(tmp_path / "nope"))
-    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "no local folder or file" in result.stderr and "Traceback" not in result.stderr
     result = ropeconv("inspect", str(tmp_path / "nope"), "--debug")
     assert result.returncode == 2 and "Traceback" in result.stderr
     result = ropeconv("inspect", str(tmp_path / "nope"), "--json")

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import typer
 
 from ropeconv.errors import EXIT_INTERNAL, RopeconvError
+from ropeconv.request import RequestError, cli_flag
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON document on stdout.")
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
@@ -38,6 +39,8 @@ def run(body: Callable[[], Any], *, as_json: bool, debug: bool, render: Callable
     try:
         result = body()
     except RopeconvError as exc:
+        if isinstance(exc, RequestError):  # worded with the command line's spelling: --factor, not factor
+            exc = exc.worded(cli_flag)
         _fail(exc.line(), exc.exit_code, as_json, debug)
     except KeyboardInterrupt:
         _fail("interrupted", 130, as_json, debug)
@@ -57,12 +60,18 @@ def run(body: Callable[[], Any], *, as_json: bool, debug: bool, render: Callable
 
 
 def _fail(message: str, code: int, as_json: bool, debug: bool) -> None:
+    import os
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # an error from any layer never shows the token
+        token = (os.environ.get(name) or "").strip()
+        if len(token) >= 4:
+            message = message.replace(token, "***")
     if debug:
         import traceback
 
         traceback.print_exc()
     if as_json:
-        sys.stdout.write(json.dumps({"error": message, "exit_code": code}) + "\n")
+        sys.stdout.write(json.dumps({"error": one_line(message), "exit_code": code}) + "\n")
     console(stderr=True).print(f"[bold red]error:[/] {_escape(message)}")
     raise typer.Exit(code)
 
@@ -70,7 +79,29 @@ def _fail(message: str, code: int, as_json: bool, debug: bool) -> None:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    return escape(one_line(text))
+
+
+def one_line(text: str) -> str:
+    """`text` on one line: newlines and other control characters (from a path, a value or a server
+    message) are shown escaped, so nothing a user or file supplies can forge a second `error:` line."""
+    return "".join(ch if ch >= " " and ch != "\x7f" else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
+def usage_error_line(exc, args: list[str] | None = None) -> str:
+    """A click usage error (unknown option, bad value, missing argument) as one line with the fix."""
+    from ropeconv.cli import _click
+
+    click = _click()
+    message = " ".join(exc.format_message().split())  # click puts its did-you-mean on a second line
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "ropeconv"
+    message = message.replace("(Possible options:", "(did you mean one of:").rstrip(".")
+    message = message.replace(". (did you mean", " (did you mean")
+    if isinstance(exc, click.UsageError):
+        return f"{message[:1].lower() + message[1:]} — see `{where} --help`"
+    return message
 
 
 @contextmanager

@@ -9,6 +9,7 @@ earlier conversion wrote. The llama.cpp rules they follow are listed in `ropecon
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from ropeconv.errors import RopeconvError
 from ropeconv.families import family_of
 from ropeconv.methods import Basis, base_inv_freq, compute, yarn_get_mscale
+from ropeconv.numbers import MAX_FACTOR, MAX_HEAD_DIM, finite_number, positive_int, show
 from ropeconv.spec import RopeSpec
 
 ROPE_FREQS = "rope_freqs.weight"
@@ -136,36 +138,163 @@ def open_gguf(path: str | Path) -> GgufInfo:
     if size < HEADER_MIN:
         raise _damaged(path, f"only {size} bytes, shorter than a GGUF header (truncated)")
 
-    from gguf import GGUFReader
-
     try:
-        reader = GGUFReader(path, "r")
-    except Exception as exc:  # the reader signals damage with ValueError, IndexError, KeyError, …
-        raise _damaged(path, _reason(exc)) from None
-    try:
-        end = max((t.data_offset + t.n_bytes for t in reader.tensors), default=reader.data_offset)
-        if end > size:
-            raise _damaged(path, f"tensor data ends at byte {end} but the file has {size} bytes (truncated)")
-        kv, types, rope_tensors = _read_metadata(reader)
-        fields = [FieldRef(name, int(fld.offset), _field_size(fld)) for name, fld in reader.fields.items()
-                  if not name.startswith("GGUF.")]
-        tensors = [TensorRef(t.name, int(t.field.offset), _field_size(t.field), t.tensor_type.name,
-                             int(t.tensor_type), tuple(int(x) for x in t.shape), int(t.n_bytes), int(t.data_offset))
-                   for t in reader.tensors]
-        version = int(reader.fields["GGUF.version"].parts[0][0])
-        endian = "<" if reader.endianess.name == "LITTLE" else ">"
-        alignment = int(reader.alignment)
+        scan = scan_gguf(path, size)
     except RopeconvError:
         raise
-    except Exception as exc:
+    except (ValueError, struct.error, OverflowError, MemoryError) as exc:
         raise _damaged(path, _reason(exc)) from None
-    finally:
-        del reader
+    except OSError as exc:
+        raise RopeconvError(f"cannot read {path}: {exc.strerror or exc}",
+                            "check the file and its permissions") from None
+    fields, tensors, kv, types, rope_tensors, version, endian, alignment = scan
+    end = max((t.data_offset + t.n_bytes for t in tensors), default=0)
+    if end > size:
+        raise _damaged(path, f"tensor data ends at byte {end} but the file has {size} bytes (truncated)")
     arch = kv.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise _damaged(path, "it has no general.architecture")
     return GgufInfo(path=path, fields=fields, tensors=tensors, arch=arch, kv=kv, types=types,
                     rope_tensors=rope_tensors, version=version, endian=endian, alignment=alignment, file_size=size)
+
+
+# GGUF value types (gguf.GGUFValueType) and their struct codes; 8 is STRING, 9 is ARRAY.
+_SCALAR_CODES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
+MAX_DIMS = 8  # llama.cpp's GGML_MAX_DIMS is 4; anything past a few is damage
+
+
+def scan_gguf(path: Path, size: int):
+    """Read a GGUF file's metadata and tensor infos straight from the bytes, without materialising the
+    vocabulary: arrays longer than SMALL_ARRAY are skipped by their declared sizes (string arrays by their
+    length prefixes), every size checked against the file before it is used. Returns (fields, tensors,
+    kv, types, rope_tensors, version, endian, alignment)."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return _Scanner(m, size).scan()
+
+
+class _Scanner:
+    def __init__(self, data, size: int):
+        self.m, self.size, self.e = data, size, "<"
+
+    def need(self, offset: int, n: int) -> None:
+        if n < 0 or offset + n > self.size:
+            raise ValueError(f"it ends before its header does (truncated): {n} bytes wanted at byte {offset}")
+
+    def unpack(self, fmt: str, offset: int) -> tuple:
+        self.need(offset, struct.calcsize(self.e + fmt))
+        return struct.unpack_from(self.e + fmt, self.m, offset)
+
+    def string(self, offset: int) -> tuple[bytes, int]:
+        (n,) = self.unpack("Q", offset)
+        self.need(offset + 8, n)
+        return bytes(self.m[offset + 8: offset + 8 + n]), offset + 8 + n
+
+    def value(self, vtype: int, offset: int, keep: bool) -> tuple[Any, int]:
+        """(value or None when not kept, offset after it)."""
+        if vtype in _SCALAR_CODES:
+            (v,) = self.unpack(_SCALAR_CODES[vtype], offset)
+            return v, offset + struct.calcsize(_SCALAR_CODES[vtype])
+        if vtype == _STRING:
+            raw, end = self.string(offset)
+            return (raw.decode("utf-8") if keep else None), end
+        if vtype == _ARRAY:
+            sub, count = self.unpack("IQ", offset)
+            offset += 12
+            keep = keep and count <= SMALL_ARRAY
+            if sub in _SCALAR_CODES:
+                width = struct.calcsize(_SCALAR_CODES[sub])
+                self.need(offset, count * width)
+                values = list(struct.unpack_from(f"{self.e}{count}{_SCALAR_CODES[sub]}", self.m, offset)) if keep \
+                    else None
+                return values, offset + count * width
+            if sub not in (_STRING, _ARRAY):
+                raise ValueError(f"unknown array element type {sub}")
+            if count > self.size:  # every element takes at least one byte
+                raise ValueError(f"an array claims {count} elements, more than the file's bytes")
+            values = [] if keep else None
+            for _ in range(count):
+                item, offset = self.value(sub, offset, keep)
+                if keep:
+                    values.append(item)
+            return values, offset
+        raise ValueError(f"unknown value type {vtype}")
+
+    def scan(self):
+        from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        m = self.m
+        if bytes(m[:4]) != b"GGUF":
+            raise ValueError("GGUF magic invalid")
+        (version,) = self.unpack("I", 4)
+        if version & 0xFFFF == 0:  # written for the other byte order
+            self.e = ">"
+            (version,) = self.unpack("I", 4)
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} is not supported (2 and 3 are)")
+        n_tensors, n_kv = self.unpack("QQ", 8)
+        if n_kv > self.size or n_tensors > self.size:
+            raise ValueError(f"it claims {n_kv} keys and {n_tensors} tensors, more than its bytes can hold")
+        offset = 24
+        fields: list[FieldRef] = []
+        kv: dict[str, Any] = {}
+        types: dict[str, int] = {}
+        for _ in range(n_kv):
+            start = offset
+            raw_key, offset = self.string(offset)
+            key = raw_key.decode("utf-8")
+            (vtype,) = self.unpack("I", offset)
+            offset += 4
+            try:
+                value, offset = self.value(vtype, offset, keep=True)
+            except UnicodeDecodeError:  # a string that is not UTF-8: not a RoPE key; walk past it
+                value, offset = self.value(vtype, offset, keep=False)
+            fields.append(FieldRef(key, start, offset - start))
+            types[key] = vtype
+            if value is not None:
+                kv[key] = value
+        infos = []
+        for _ in range(n_tensors):
+            start = offset
+            raw_name, offset = self.string(offset)
+            (n_dims,) = self.unpack("I", offset)
+            if n_dims > MAX_DIMS:
+                raise ValueError(f"tensor {raw_name[:40]!r} claims {n_dims} dimensions")
+            dims = self.unpack(f"{n_dims}Q", offset + 4)
+            offset += 4 + 8 * n_dims
+            ttype, rel = self.unpack("IQ", offset)
+            offset += 12
+            infos.append((raw_name.decode("utf-8"), start, offset - start, tuple(int(d) for d in dims), ttype, rel))
+        alignment = 32
+        if "general.alignment" in kv:
+            alignment = kv["general.alignment"]
+            if types["general.alignment"] != _UINT32 or alignment <= 0 or alignment & (alignment - 1):
+                raise ValueError("general.alignment is not a power of two")
+        data_offset = offset + (-offset % alignment)
+        tensors = []
+        for name, start, info_size, dims, ttype, rel in infos:
+            if ttype not in GGML_QUANT_SIZES:
+                raise ValueError(f"tensor {name} has unknown type {ttype}")
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+            count = math.prod(dims)
+            if count % block:
+                raise ValueError(f"tensor {name} has {count} values, not a whole number of {block}-value blocks")
+            tensors.append(TensorRef(name, start, info_size, GGMLQuantizationType(ttype).name, ttype, dims,
+                                     count // block * type_size, data_offset + rel))
+        rope_tensors = {t.name: self.floats(t) for t in tensors if t.name in ROPE_TENSORS}
+        return fields, tensors, kv, types, rope_tensors, int(version), self.e, int(alignment)
+
+    def floats(self, tensor: TensorRef) -> list[float]:
+        import numpy as np
+
+        kinds = {"F32": "f4", "F16": "f2", "F64": "f8"}
+        if tensor.type_name not in kinds:
+            raise ValueError(f"{tensor.name} is stored as {tensor.type_name}, not floats")
+        self.need(tensor.data_offset, tensor.n_bytes)
+        raw = self.m[tensor.data_offset: tensor.data_offset + tensor.n_bytes]
+        return [float(v) for v in np.frombuffer(raw, dtype=self.e + kinds[tensor.type_name]).astype(np.float64)]
 
 
 def _read_metadata(reader: Any) -> tuple[dict[str, Any], dict[str, int], dict[str, list[float]]]:
@@ -226,9 +355,25 @@ def _key(arch: str, name: str) -> str:
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, list):
-        nonzero = [v for v in value if v]
+        nonzero = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool) and v]
         return max(nonzero) if nonzero else None
     return value
+
+
+_CONVERT_AGAIN = "the file is damaged or was written wrongly; convert the model again"
+
+
+def _meta_int(key: str, value: Any) -> int:
+    """A count from GGUF metadata (uint32 in llama.cpp): a whole number from 1 to 2**32-1."""
+    if isinstance(value, str):
+        raise RopeconvError(f"{key} is the text {show(value)}, not a number", _CONVERT_AGAIN)
+    return positive_int(value, key, _CONVERT_AGAIN)
+
+
+def _meta_float(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        raise RopeconvError(f"{key} is the text {show(value)}, not a number", _CONVERT_AGAIN)
+    return finite_number(value, key, _CONVERT_AGAIN)
 
 
 def spec_from_gguf(reader: Any, original_context: int | None = None) -> GgufRopeSpec:
@@ -267,34 +412,52 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
 
     ctx = kv.get(k("context_length"))
     if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0:
-        raise RopeconvError(f"the GGUF file has no valid {k('context_length')} ({ctx!r})",
+        raise RopeconvError(f"the GGUF file has no valid {k('context_length')} ({show(ctx)})",
                             "llama.cpp needs it too: convert the model again")
-    theta = float(kv.get(k("rope.freq_base")) or 10000.0)
+    ctx = _meta_int(k("context_length"), ctx)
+    stored_theta = kv.get(k("rope.freq_base"))
+    theta = _meta_float(k("rope.freq_base"), stored_theta) if stored_theta is not None else 10000.0
     if theta <= 1:
         raise RopeconvError(f"{k('rope.freq_base')} is {theta:g}, which must be greater than 1",
                             "convert the model again")
-    heads = _scalar(kv.get(k("attention.head_count")))
+    heads = kv.get(k("attention.head_count"))
+    heads = _meta_int(k("attention.head_count"), _scalar(heads)) if heads not in (None, [], 0) else None
     embd = kv.get(k("embedding_length"))
-    head_dim = kv.get(k("attention.key_length")) or (embd // heads if embd and heads else None)
-    rotary_dim = kv.get(k("rope.dimension_count")) or head_dim
+    embd = _meta_int(k("embedding_length"), embd) if embd else None
+    key_length = kv.get(k("attention.key_length"))
+    head_dim = _meta_int(k("attention.key_length"), key_length) if key_length else (
+        embd // heads if embd and heads else None)
+    dims = kv.get(k("rope.dimension_count"))
+    rotary_dim = _meta_int(k("rope.dimension_count"), dims) if dims else head_dim
     if not head_dim or not rotary_dim:
         raise RopeconvError(f"the GGUF file gives neither {k('rope.dimension_count')} nor the head size",
                             "convert the model again")
     head_dim, rotary_dim = int(head_dim), int(rotary_dim)
-    if rotary_dim < 2 or rotary_dim % 2:
+    if max(head_dim, rotary_dim) > MAX_HEAD_DIM:
+        raise RopeconvError(f"the GGUF file gives a head size of {max(head_dim, rotary_dim)}, more than {MAX_HEAD_DIM}",
+                            _CONVERT_AGAIN)
+    if rotary_dim < 4 or rotary_dim % 2:  # NTK's θ·s^(d/(d-2)) needs d > 2; no real model rotates fewer
         raise RopeconvError(f"rotary dimension {rotary_dim} is odd or too small", "convert the model again")
 
     stored_orig = kv.get(k("rope.scaling.original_context_length"))
     if original_context is not None:
-        L0, source = int(original_context), "--original-context"
+        L0, source = positive_int(original_context, "--original-context",
+                                  "pass the context the model was trained at, e.g. --original-context 8192"), \
+            "--original-context"
     elif stored_orig:
-        L0, source = int(stored_orig), "rope.scaling.original_context_length"
+        L0, source = _meta_int(k("rope.scaling.original_context_length"), stored_orig), \
+            "rope.scaling.original_context_length"
     else:
         L0, source = int(ctx), "context_length"
 
     scaling_type = kv.get(k("rope.scaling.type"))
     factor = kv.get(k("rope.scaling.factor")) or kv.get(k("rope.scale_linear")) or None
-    attn = float(kv.get(k("rope.scaling.attn_factor"), 1.0) or 1.0)
+    if factor is not None:
+        factor = _meta_float(k("rope.scaling.factor"), factor)
+        if not 0 < factor <= MAX_FACTOR:
+            raise RopeconvError(f"{k('rope.scaling.factor')} is {factor:g}, outside (0, {MAX_FACTOR:g}]",
+                                _CONVERT_AGAIN)
+    attn = _meta_float(k("rope.scaling.attn_factor"), kv.get(k("rope.scaling.attn_factor"), 1.0) or 1.0)
     freqs, long_f, short_f = tensors.get(ROPE_FREQS), tensors.get(FACTORS_LONG), tensors.get(FACTORS_SHORT)
     half = rotary_dim // 2
     for name, values in ((ROPE_FREQS, freqs), (FACTORS_LONG, long_f), (FACTORS_SHORT, short_f)):

@@ -7,15 +7,31 @@ from the source in CHUNK-sized reads (never more than one chunk in memory).
 
 from __future__ import annotations
 
+import fcntl
+import math
 import os
+from glob import escape as glob_escape
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ropeconv.errors import RopeconvError
-from ropeconv.gguf_io.plan import GgufPlan
-from ropeconv.gguf_io.read import GgufInfo, spec_from_gguf
+from ropeconv.gguf_io.read import GgufInfo, open_gguf, spec_from_metadata
+from ropeconv.output import default_output_name, terminate_as_interrupt
+
+
+class GgufPlan(Protocol):
+    """What a copy changes, as the GGUF adapter (`ropeconv.formats.gguf.GgufPlan`) plans it: metadata
+    set (key -> (GGUFValueType, value)) or dropped, rope tensors added or dropped, and the RoPE
+    description the written file must read back as."""
+
+    set_kv: dict[str, tuple[int, Any]]
+    drop_kv: set[str]
+    add_tensors: dict[str, list[float]]
+    drop_tensors: set[str]
+    after: Any
+
 
 CHUNK = 8 << 20  # bytes copied per read
 
@@ -25,7 +41,7 @@ CHUNK = 8 << 20  # bytes copied per read
 
 
 def default_output(path: Path, method: str, factor: float) -> Path:
-    return path.absolute().parent / f"{path.stem}-{method}-x{factor:g}.gguf"
+    return path.absolute().parent / f"{default_output_name(path.stem, method, factor)}.gguf"
 
 
 def _destination(src: Path, output: str | Path | None, method: str, factor: float, force: bool) -> Path:
@@ -35,6 +51,9 @@ def _destination(src: Path, output: str | Path | None, method: str, factor: floa
         dest = Path(output).expanduser()
         if dest.is_dir():
             dest = dest / default_output(src, method, factor).name
+    if dest.is_symlink():
+        raise RopeconvError(f"the output {dest} is a symbolic link; ropeconv does not write through links",
+                            "pass the real file path as -o, or remove the link")
     dest = dest.absolute()
     if dest.suffix != ".gguf":
         raise RopeconvError(f"the output {dest.name} does not end in .gguf",
@@ -45,9 +64,10 @@ def _destination(src: Path, output: str | Path | None, method: str, factor: floa
         raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
     if dest.exists() and not dest.is_file():
         raise RopeconvError(f"{dest} exists and is not a file", "choose another -o")
-    if not dest.parent.is_dir():
-        raise RopeconvError(f"the output's folder {dest.parent} does not exist", "create it or choose another -o")
-    if not os.access(dest.parent, os.W_OK):
+    ancestor = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
+    if not ancestor.is_dir():
+        raise RopeconvError(f"the output's parent {ancestor} is a file, not a folder", "choose another -o")
+    if not os.access(ancestor, os.W_OK):
         raise RopeconvError(f"cannot write into {dest.parent}: permission denied", "choose another -o")
     return dest
 
@@ -69,7 +89,16 @@ def _encode_kv(key: str, vtype: int, value: Any, e: str) -> bytes:
     out = _encode_str(key, e) + struct.pack(e + "I", vtype)
     if T(vtype) == T.STRING:
         return out + _encode_str(value, e)
-    return out + struct.pack(e + formats[T(vtype)], value)
+    if T(vtype) in (T.FLOAT32, T.FLOAT64) and not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise RopeconvError(f"{key} would be {value!r}, which is not a finite number", "check the options given")
+    try:
+        packed = struct.pack(e + formats[T(vtype)], value)
+    except (struct.error, OverflowError, TypeError):
+        raise RopeconvError(f"{key} = {value!r} does not fit the file's {T(vtype).name} field",
+                            "pass a realistic value") from None
+    if T(vtype) == T.FLOAT32 and not math.isfinite(struct.unpack(e + "f", packed)[0]):
+        raise RopeconvError(f"{key} = {value!r} is too large for the file's FLOAT32 field", "pass a realistic value")
+    return out + packed
 
 
 def _read_exact(src, offset: int, size: int) -> bytes:
@@ -88,7 +117,17 @@ def write_gguf(info: GgufInfo, plan: GgufPlan, dest: Path, progress: Callable[[i
     """Write the planned file to `dest`: a temporary file beside it, checked, then renamed. Returns its size."""
     umask = os.umask(0)
     os.umask(umask)
+    with terminate_as_interrupt():
+        return _write_gguf(info, plan, dest, umask, progress)
+
+
+def _write_gguf(info: GgufInfo, plan: GgufPlan, dest: Path, umask: int,
+                progress: Callable[[int], None] | None) -> int:
+    dest.parent.mkdir(parents=True, exist_ok=True)  # missing parents are created, as for folder outputs
+    _remove_stale_temps(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".ropeconv-tmp", dir=dest.parent)
+    lock = os.open(tmp_name, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed: a later run sees the file is live
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -104,7 +143,25 @@ def write_gguf(info: GgufInfo, plan: GgufPlan, dest: Path, progress: Callable[[i
             raise RopeconvError(f"cannot write {dest}: {exc.strerror or exc}",
                                 "check free space and permissions, or choose another -o") from None
         raise
+    finally:
+        os.close(lock)
     return dest.stat().st_size
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Remove `.NAME.*.ropeconv-tmp` files a killed run left beside `dest` (a live run holds a lock on its own)."""
+    for path in dest.parent.glob(f".{glob_escape(dest.name)}.*.ropeconv-tmp"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def write_stream(info: GgufInfo, plan: GgufPlan, out: Any, progress: Callable[[int], None] | None = None) -> None:
@@ -179,24 +236,20 @@ def write_stream(info: GgufInfo, plan: GgufPlan, out: Any, progress: Callable[[i
 
 
 def _verify(tmp: Path, info: GgufInfo, plan: GgufPlan) -> None:
-    """The written file must read back: every tensor, the planned metadata and RoPE description."""
-    from gguf import GGUFReader
-
+    """The written file must read back: every tensor, the planned metadata and RoPE description. Read with
+    the same metadata scan as any input (the vocabulary is skipped, not materialised)."""
     try:
-        reader = GGUFReader(tmp, "r")
-    except Exception as exc:
+        written = open_gguf(tmp)
+    except RopeconvError as exc:
         raise AssertionError(f"the written GGUF does not read back: {exc}") from None
-    try:
-        src = {t.name: t for t in info.tensors if t.name not in plan.drop_tensors}
-        got = {t.name: t for t in reader.tensors}
-        if set(got) != set(src) | set(plan.add_tensors):
-            raise AssertionError("the written GGUF has a different tensor list than planned")
-        for name, t in src.items():
-            g = got[name]
-            if int(g.tensor_type) != t.type_id or g.n_bytes != t.n_bytes or tuple(int(x) for x in g.shape) != t.shape:
-                raise AssertionError(f"tensor {name} was written with a different type or shape")
-        after = spec_from_gguf(reader)
-        if after.to_dict() != plan.after.to_dict():
-            raise AssertionError("the written GGUF reads back a different RoPE description than planned")
-    finally:
-        del reader
+    src = {t.name: t for t in info.tensors if t.name not in plan.drop_tensors}
+    got = {t.name: t for t in written.tensors}
+    if set(got) != set(src) | set(plan.add_tensors):
+        raise AssertionError("the written GGUF has a different tensor list than planned")
+    for name, t in src.items():
+        g = got[name]
+        if g.type_id != t.type_id or g.n_bytes != t.n_bytes or g.shape != t.shape:
+            raise AssertionError(f"tensor {name} was written with a different type or shape")
+    after = spec_from_metadata(written.arch, written.kv, written.rope_tensors)
+    if after.to_dict() != plan.after.to_dict():
+        raise AssertionError("the written GGUF reads back a different RoPE description than planned")

@@ -41,7 +41,7 @@ from ropeconv.hub.sources import (CONFIG_PATTERNS, INDEX_PATTERNS, NEEDS, OTHER_
                                   _REPO_RE, _resolve_cached, _snapshot, _source, _storage_folder,
                                   parse_model_spec, read_safetensors_header, resolve, select_files,
                                   shard_headers)
-from ropeconv.source import Source
+from ropeconv.folder import Source
 
 __all__ = [
     # client

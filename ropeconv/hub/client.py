@@ -148,9 +148,22 @@ def with_retries(call: Callable[[], Any], *, retry_if: Callable[[BaseException],
             attempt += 1
 
 
+def _known_tokens(token: str | None) -> list[str]:
+    """Every token this process may have sent: the one given, HF_TOKEN (and its old name), the stored login."""
+    found = [token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
+    try:
+        from huggingface_hub import get_token
+
+        found.append(get_token())
+    except Exception:  # no stored login, or an old client: nothing more to hide
+        pass
+    return sorted({t.strip() for t in found if isinstance(t, str) and len(t.strip()) >= 4}, key=len, reverse=True)
+
+
 def _scrub(text: str, token: str | None) -> str:
-    if token and len(token) >= 4:
-        text = text.replace(token, "***")
+    """`text` without any token: those this process knows, whatever their shape, and any hf_-shaped string."""
+    for known in _known_tokens(token):
+        text = text.replace(known, "***")
     return re.sub(r"hf_[A-Za-z0-9]{20,}", "hf_***", text)  # any token-shaped string, wherever it came from
 
 
@@ -161,7 +174,16 @@ def _login_fix(cfg: HubSettings, with_option: bool) -> str:
 
 def hub_error(exc: BaseException, *, cfg: HubSettings, repo_id: str | None = None, revision: str | None = None,
               action: str = "read", token: str | None = None) -> HubError:
-    """One line that says what went wrong on the Hub and how to fix it."""
+    """One line that says what went wrong on the Hub and how to fix it; no token in it, read or push."""
+    error = _hub_error(exc, cfg=cfg, repo_id=repo_id, revision=revision, action=action, token=token)
+    problem, fix = _scrub(error.problem, token), _scrub(error.fix, token) if error.fix else error.fix
+    if (problem, fix) == (error.problem, error.fix):
+        return error
+    return type(error)(problem, fix, exit_code=error.exit_code)
+
+
+def _hub_error(exc: BaseException, *, cfg: HubSettings, repo_id: str | None = None, revision: str | None = None,
+               action: str = "read", token: str | None = None) -> HubError:
     from huggingface_hub import errors as hf
 
     attempts = getattr(exc, "ropeconv_attempts", 1)

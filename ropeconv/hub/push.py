@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ropeconv.source import read_json_object
+from ropeconv.record import RECORD_NAME, read_folder_record_json
 from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (HubSettings, _api, _login_fix, _transient, _unapplied, _version, hub_errors,
                                  settings, with_retries)
 from ropeconv.hub.sources import _matches, _storage_folder, parse_model_spec
-from ropeconv.source import Source
+from ropeconv.folder import Source, confined
 
-RECORD_NAME = "ropeconv.json"
 # Never pushed: caches, VCS data, half-written temp files.
 PUSH_IGNORE = (".git/*", ".cache/*", "*/.cache/*", ".*.tmp", "*.lock", ".DS_Store")
 
@@ -92,12 +91,13 @@ def _local_files(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_file() and not _matches(rel, PUSH_IGNORE) and not rel.startswith((".git/", ".cache/")):
+            confined(folder, rel)  # a link out of the folder is refused, never uploaded
             out[rel] = path
     return out
 
 
 def _record(folder: Path) -> dict:
-    return read_json_object(folder / RECORD_NAME) or {}
+    return read_folder_record_json(folder) or {}
 
 
 def _source_ref(source: Any, record: dict) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ from ropeconv.output import write_text_atomic
 from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (HubSettings, _api, _transient, _version, hub_error, hub_errors, settings,
                                  with_retries)
-from ropeconv.source import Source
+from ropeconv.folder import Source
 
 NEEDS = ("config", "headers", "weights")
 SMALL_FILE_LIMIT = 64 * 1024 * 1024
@@ -191,7 +191,7 @@ def _prefetch_headers(source: Source, files: dict[str, int | None]) -> None:
     if index.is_file():
         try:
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             pass  # a broken index is reported by whoever reads it; list the shards instead
     source.info["safetensors_headers"] = {name: read_safetensors_header(source, name) for name in shards}
 
@@ -233,3 +233,45 @@ def read_safetensors_header(source: Source, filename: str) -> dict:
                         "data_offsets": list(tensor.data_offsets)}
     source.info.setdefault("safetensors_headers", {})[filename] = header
     return header
+
+
+# -- small reads: a revision's sha, one JSON file ------------------------------------------------------
+
+def revision_sha(repo_id: str, revision: str | None) -> str:
+    """The commit sha `revision` (default main) of `repo_id` points at now: metadata only, nothing is
+    downloaded. Offline, the sha the cache remembers for that ref."""
+    cfg = settings()
+    if cfg.offline:
+        spec = f"{repo_id}@{revision}" if revision else repo_id
+        return resolve(spec, need="config").sha
+    api = _api(cfg)
+    with hub_errors(cfg, repo_id=repo_id, revision=revision):
+        return with_retries(lambda: api.model_info(repo_id, revision=revision)).sha
+
+
+def read_repo_json(repo_id: str, filename: str, revision: str | None) -> dict | None:
+    """`filename` (a small JSON object) as it is on repo_id@revision, read into a temporary folder;
+    None when the repo, the revision or the file is not there, or the file is not a JSON object.
+    Offline, a HubError (the question needs the Hub)."""
+    import tempfile
+
+    from huggingface_hub import errors as hf
+
+    from ropeconv.folder import read_json_object
+
+    cfg = settings()
+    if cfg.offline:
+        raise HubError(f"HF_HUB_OFFLINE is set, so {repo_id}'s {filename} cannot be read",
+                       "unset HF_HUB_OFFLINE")
+    api = _api(cfg)
+    with tempfile.TemporaryDirectory(prefix="ropeconv-read-") as tmp:
+        try:
+            path = with_retries(lambda: api.hf_hub_download(repo_id, filename, revision=revision or "main",
+                                                            cache_dir=tmp))
+        except hf.GatedRepoError as exc:  # a subclass of RepositoryNotFoundError: an access problem, not absence
+            raise hub_error(exc, cfg=cfg, repo_id=repo_id, revision=revision) from None
+        except (hf.RemoteEntryNotFoundError, hf.RevisionNotFoundError, hf.RepositoryNotFoundError):
+            return None
+        except Exception as exc:
+            raise hub_error(exc, cfg=cfg, repo_id=repo_id, revision=revision) from None
+        return read_json_object(Path(path))
