@@ -127,8 +127,10 @@ ENGINES: list[Engine] = [
                                    "patch_rope_parameters', vllm/config/model.py)", True),
         both_type_keys=Rule("error_on_conflict", "vLLM patch_rope_parameters raises when type and rope_type differ "
                                                  "(ROPE.md §3)"),
-        types=Rule(_types(dynamic=STATIC, ntk=HONOURED), "ROPE.md §4: dynamic is static in older vLLM (computed at "
-                                                          "max_position_embeddings × factor); 'ntk' exists only in vLLM"),
+        types=Rule(_types(dynamic=DROPPED, ntk=HONOURED), "vllm 0.33.0 DynamicNTKScalingRotaryEmbedding, run by "
+                                                           "tests/test_conformance_vllm.py: with L0 in "
+                                                           "max_position_embeddings the factor has no effect; 'ntk' "
+                                                           "exists only in vLLM", True),
         original=Rule({"default": "top_first"}, "vLLM reads the transformers config object"),
         yarn_factor=Rule("given", REF),
         attention=Rule("honoured", "ROPE.md §4: older vLLM ignores attention_factor"),
@@ -435,6 +437,12 @@ def evaluate(engine: Engine, config: dict, spec: RopeSpec) -> dict:
         notes.append("dynamic computed once at max_position_embeddings × factor")
     if engine.notes and spec.rope_type == "longrope":
         notes.extend(n for n in engine.notes if "LongRoPE" in n)
+    for rule in rules_for(spec.model_type, method_of(spec), engine.key):
+        notes.append(f"{rule.versions}: {rule.computes}")
+        if rule.outcome == "fails":
+            inv_status = att_status = f"refuses to load in {rule.versions}"
+        elif rule.outcome == "differs" and inv_status.startswith("as intended"):
+            inv_status = f"differs in {rule.versions}"
     return {"engine": engine.key, "name": engine.name, "context": served, "rope_type": reading.rope_type,
             "inv_freq": inv_status, "attention_factor": att_status, "notes": notes}
 
@@ -447,3 +455,155 @@ def engine_table(config: dict, spec: RopeSpec) -> list[dict]:
 def rules_table() -> list[dict]:
     """Every engine's rules with their sources (for `check --json` and the docs)."""
     return [{"engine": e.key, "name": e.name, "rules": e.rules()} for e in ENGINES]
+
+
+# --------------------------------------------------------------------------------------------------
+# Verified rules: where an engine release reads ropeconv's output differently from what the method
+# means. Each was found by running that engine's own code on ropeconv's outputs (the conformance suite
+# in tests/test_conformance_*.py, which fails when a rule here disagrees with the engine), or is marked
+# as taken from another run when this suite cannot run that engine.
+
+GENERIC_ROPE = ("llama", "qwen2", "qwen2_moe", "phi", "gpt_neox", "stablelm", "falcon", "cohere", "olmo",
+                "granite", "starcoder2", "exaone", "internlm2")  # families on transformers' shared rope code
+# Families whose transformers ≤ 4.47 rotary class takes only θ (the scaling is ignored).
+THETA_ONLY_447 = ("mistral", "mixtral", "gemma", "gemma2", "glm", "qwen2_vl")
+# Families transformers added in 4.51 or later (before that: remote code, not transformers' own).
+AFTER_450 = ("deepseek_v2", "deepseek_v3", "qwen3", "qwen3_moe", "glm4", "olmo3")
+SUITE_T4 = "tests/test_conformance_transformers4.py"
+SUITE_LLAMACPP = "tests/test_conformance_llamacpp.py"
+SUITE_VLLM = "tests/test_conformance_vllm.py"
+ISSUE_RUN = "issue 11's run of the engine's own code on CPU (not re-run by this suite: see the test module)"
+CONVERTER = "the converter of llama-cpp-python 0.3.36"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class EngineRule:
+    """One engine release range that computes something other than the method means."""
+
+    engine: str  # engine key (ENGINE_BY_KEY)
+    first: str | None  # first release affected (None: every earlier one)
+    last: str | None  # last release affected (None: still current)
+    methods: tuple[str, ...]
+    families: tuple[str, ...] | None  # None: every family
+    outcome: str  # "differs" (runs, other numbers), "fails" (refuses to load), "context" (serves less)
+    computes: str  # what it does instead
+    verified: str  # what the rule was verified against
+    fix: str = ""  # what to do about it (or where the launch line helps)
+    excluded: tuple[str, ...] = ()  # families the rule does not apply to
+    as_of: str = ""  # for rules without a version range: the release they were seen in
+
+    @property
+    def versions(self) -> str:
+        name = ENGINE_BY_KEY[self.engine].name.split(" ")[0] if self.engine in ENGINE_BY_KEY else self.engine
+        if self.first and self.last:
+            span = self.first if self.first == self.last else f"{self.first}–{self.last}"
+        elif self.last:
+            span = f"≤ {self.last}"
+        elif self.first:
+            span = f"≥ {self.first}"
+        else:
+            return f"{name} (as of {self.as_of})" if self.as_of else name
+        return f"{name} {span}"
+
+    def covers(self, version: str | None, model_type: str, method: str) -> bool:
+        if method not in self.methods or (self.families is not None and model_type not in self.families) \
+                or model_type in self.excluded:
+            return False
+        if version is None:
+            return True
+        v = version_tuple(version)
+        if self.first and v < version_tuple(self.first):
+            return False
+        if self.last and v[:len(version_tuple(self.last))] > version_tuple(self.last):
+            return False
+        return True
+
+    def to_dict(self) -> dict:
+        return {"engine": self.engine, "versions": self.versions, "first": self.first, "last": self.last,
+                "methods": list(self.methods), "families": list(self.families) if self.families else None,
+                "outcome": self.outcome, "computes": self.computes, "verified": self.verified, "fix": self.fix}
+
+
+RULES: list[EngineRule] = [
+    EngineRule("transformers4", "4.45", "4.50", ("yarn",), None, "differs",
+               "takes max_position_embeddings (L0·s) as the original length: the YaRN ramp sits at the wrong "
+               "dimensions, so inv_freq is off at every length (up to ×2 in the suite)",
+               f"transformers 4.46.3 and 4.50.3 differ, 4.55.4 and 4.57.6 agree ({SUITE_T4}); 4.45 and 4.51 "
+               "from issue 11",
+               "serve with transformers ≥ 4.51; no single config satisfies 4.45–4.50 and 4.51–4.55 for YaRN",
+               excluded=AFTER_450),
+    EngineRule("transformers4", None, "4.47", ("linear", "dynamic", "yarn", "llama3", "longrope"),
+               THETA_ONLY_447, "differs",
+               "its rotary class reads only rope_theta: the scaling is ignored (plain RoPE)",
+               f"transformers 4.46.3 differs, 4.50.3 agrees ({SUITE_T4}); the 4.47 bound is from issue 11",
+               "serve with transformers ≥ 4.48"),
+    EngineRule("transformers4", None, "4.47", ("longrope",), GENERIC_ROPE, "differs",
+               "uses the long factors at every length (short_factor is never used below L0)",
+               f"transformers 4.46.3 ({SUITE_T4}); 4.48–4.49 not run",
+               "serve with transformers ≥ 4.51"),
+    EngineRule("transformers4", "4.48", "4.50", ("longrope",), None, "differs",
+               "past L0 its frequencies differ from the long factors' (up to ×2.6 at L0·s in the suite)",
+               f"transformers 4.50.3 differs, 4.55.4 and 4.57.6 agree ({SUITE_T4}); 4.48–4.49 not run",
+               "serve with transformers ≥ 4.51", excluded=AFTER_450 + ("phi3", "phimoe")),
+    EngineRule("transformers4", None, "4.57", ("yarn", "llama3", "longrope"), ("olmo", "olmo2"), "fails",
+               "its config class accepts only linear or dynamic rope_scaling ({type, factor}) and raises on "
+               "the rest", f"transformers 4.46.3, 4.50.3, 4.55.4 and 4.57.6 ({SUITE_T4})",
+               "serve with transformers ≥ 5, or use linear, dynamic or ntk"),
+    EngineRule("llamacpp", None, None, ("linear",), None, "context",
+               "convert_hf_to_gguf.py writes context_length = max_position_embeddings = L0 (ropeconv keeps L0 "
+               "there for vLLM and SGLang, which multiply it by the factor): llama-server serves L0 unless told",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
+               "pass -c L0·s to llama.cpp (the launch line), or extend the GGUF with ropeconv", as_of=CONVERTER,
+               excluded=("gemma3", "gemma3_text")),  # Gemma 3 keeps L0·s in max_position_embeddings for linear
+    EngineRule("llamacpp", None, None, ("dynamic",), None, "differs",
+               "convert_hf_to_gguf.py drops dynamic scaling: plain RoPE with context_length L0",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
+               "use yarn or ntk for llama.cpp", as_of=CONVERTER),
+    EngineRule("llamacpp", None, None, ("longrope",), None, "differs",
+               "convert_hf_to_gguf.py writes rope.scaling.type longrope without the rope_factors tensors or "
+               "attn_factor for llama-family models: llama.cpp runs plain RoPE",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
+               "convert the unscaled model, then `ropeconv extend model.gguf --method longrope …` on the GGUF",
+               excluded=("phi3", "phimoe"), as_of=CONVERTER),
+    EngineRule("vllm", None, None, ("longrope",), None, "context",
+               "serves L0 (max_model_len = original_max_position_embeddings) unless --max-model-len asks for more",
+               "vllm 0.33.0 vllm/config/model.py _get_and_verify_max_len (read; the code needs the engine's "
+               "config system to run)", "pass --max-model-len L0·s (the launch line)", as_of="vllm 0.33.0"),
+    EngineRule("vllm", None, None, ("longrope",), None, "differs",
+               "once max_model_len exceeds L0 it uses the long factors at every length (short_factor is "
+               "never used), to keep its KV cache valid", f"vllm 0.33.0's rotary_embedding package on CPU "
+               f"({SUITE_VLLM}, llama family)", "accept it, or serve with --max-model-len ≤ L0 where only short inputs matter",
+               excluded=(), as_of="vllm 0.33.0"),
+    EngineRule("vllm", None, None, ("dynamic",), None, "differs",
+               "the factor has no effect: DynamicNTKScalingRotaryEmbedding computes θ·((s·max/max_trained) − "
+               "(s − 1)) with max_trained defaulting to max_position_embeddings (= L0), i.e. θ; and its cos/sin "
+               "cache holds only L0 positions", f"vllm 0.33.0's rotary_embedding package on CPU ({SUITE_VLLM}, "
+               "llama family)", "use yarn or ntk for vLLM", as_of="vllm 0.33.0"),
+    EngineRule("sglang", None, None, ("dynamic",), None, "differs",
+               "computes dynamic NTK once, at the full length (static): frequencies below L0 differ",
+               "sglang 0.5.23's rotary_embedding package on CPU (tests/test_conformance_sglang.py, llama family)",
+               "use yarn for a scaling that is the same everywhere", as_of="sglang 0.5.23"),
+]
+
+
+def rules_for(model_type: str, method: str, engine: str | None = None,
+              version: str | None = None) -> list[EngineRule]:
+    """The verified rules that apply to `method` on `model_type` (optionally one engine / release)."""
+    return [r for r in RULES if (engine is None or r.engine == engine) and r.covers(version, model_type, method)]
+
+
+def method_of(spec: RopeSpec) -> str:
+    """The method a config carries (an NTK output is plain RoPE with a larger θ: nothing to compare)."""
+    return spec.rope_type if spec.rope_type in ("linear", "dynamic", "yarn", "llama3", "longrope") else "default"
+
+
+def verified_rules_table() -> list[dict]:
+    return [r.to_dict() for r in RULES]

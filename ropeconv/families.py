@@ -31,28 +31,58 @@ class Family:
     local_theta: float = 10000.0
     # linear scaling published with max_position_embeddings already = L0 × factor (vLLM special-cases it)
     linear_max_is_scaled: bool = False
+    # the config class leaves head_dim None when config.json has no head_dim key (transformers
+    # 4.52–4.57 Mistral/Mixtral, transformers 5 Mixtral): dynamic/yarn/longrope then crash on
+    # `None * float`, so the writer fills it in
+    head_dim_none_when_absent: bool = False
+    # methods whose legacy rope_scaling must have exactly `type` plus these keys, because the
+    # family's transformers 4.x config class raises on anything else (Phi-3's LongRoPE: type,
+    # short_factor, long_factor with L0 at top level; OLMo 2: type, factor)
+    legacy_scaling_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def legacy_keys(self, method: str) -> tuple[str, ...] | None:
+        return dict(self.legacy_scaling_keys).get(method)
+
+
+# Methods vLLM and SGLang implement for these rotary layouts (the others crash or silently run as
+# something else there); each restriction carries its reason.
+_MLA_METHODS = ("yarn", "ntk")
+_MLA_REASON = ("vLLM and SGLang build their DeepSeek-YaRN rotary class for every scaled rope type of an MLA "
+               "model: linear and dynamic crash vLLM (KeyError 'original_max_position_embeddings'), llama3 and "
+               "longrope silently run as YaRN")
+_MROPE_METHODS = ("yarn", "ntk")
+_MROPE_REASON = ("with linear, dynamic, llama3 or longrope vLLM builds a one-dimensional rotary class for this "
+                 "multimodal (M-RoPE) model and fails on its three-row positions")
+_GEMMA3_METHODS = ("linear", "ntk", "yarn", "llama3", "longrope")
+_PHI3_LEGACY = (("longrope", ("short_factor", "long_factor")),)
+_OLMO_LEGACY = (("linear", ("factor",)), ("dynamic", ("factor",)))
+_GEMMA3_REASON = ("dynamic gains no context in vLLM or SGLang for Gemma 3 (vLLM reads its max_position_embeddings "
+                  "as already scaled) while transformers needs it to stay the trained length; use yarn")
 
 
 _GEMMA3 = dict(
     default_theta=1e6, note="nested per-layer-type RoPE: only full-attention layers are scaled",
     config_defaults=(("max_position_embeddings", 131072), ("head_dim", 256), ("num_attention_heads", 8)),
     nested_layer_types=("full_attention", "sliding_attention"), local_theta_key="rope_local_base_freq",
-    linear_max_is_scaled=True,
+    linear_max_is_scaled=True, methods=_GEMMA3_METHODS, methods_reason=_GEMMA3_REASON,
 )
 
 _FAMILIES = [
-    Family("llama"), Family("mistral"), Family("mixtral", default_theta=1e6),
+    Family("llama"), Family("mistral", head_dim_none_when_absent=True),
+    Family("mixtral", default_theta=1e6, head_dim_none_when_absent=True),
     Family("qwen2"), Family("qwen2_moe"),
     Family("qwen3", trained_context=32768,
            note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768; "
                 "Qwen documents YaRN factor 4 over 32768"),
     Family("qwen3_moe", trained_context=32768,
            note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768"),
-    Family("qwen2_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept"),
-    Family("qwen2_5_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept"),
-    Family("phi3", methods=("longrope",),
+    Family("qwen2_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON),
+    Family("qwen2_5_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON),
+    Family("phi3", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,
            methods_reason="transformers' Phi3 accepts only default or longrope RoPE and raises on others"),
-    Family("phimoe", methods=("longrope",),
+    Family("phimoe", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,
            methods_reason="transformers' PhiMoE accepts only default or longrope RoPE and raises on others"),
     Family("phi", default_partial=0.5),
     Family("gemma"), Family("gemma2"),
@@ -62,13 +92,16 @@ _FAMILIES = [
     Family("stablelm", default_partial=0.25),
     Family("persimmon", default_partial=0.5),
     Family("falcon", note="RoPE only when alibi is false"),
-    Family("olmo"), Family("olmo2"), Family("olmo3"),
+    Family("olmo", legacy_scaling_keys=_OLMO_LEGACY), Family("olmo2", legacy_scaling_keys=_OLMO_LEGACY),
+    Family("olmo3"),
     Family("cohere", default_theta=500000.0, interleaved=True),
     Family("cohere2", default_theta=500000.0, interleaved=True),
     Family("glm", default_partial=0.5, interleaved=True),
     Family("glm4", default_partial=0.5, interleaved=True),
-    Family("deepseek_v2", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax"),
-    Family("deepseek_v3", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax"),
+    Family("deepseek_v2", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax",
+           methods=_MLA_METHODS, methods_reason=_MLA_REASON),
+    Family("deepseek_v3", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax",
+           methods=_MLA_METHODS, methods_reason=_MLA_REASON),
     Family("granite"), Family("starcoder2"), Family("internlm2"), Family("exaone"),
     Family("gptj", methods=(),
            methods_reason="transformers' GPT-J hard-codes θ = 10000 and has no RoPE scaling support"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ropeconv.engines import ENGINES, engine_table, intended, rules_table
+from ropeconv.engines import ENGINES, engine_table, intended, method_of, rules_for, rules_table
 from ropeconv.methods import base_inv_freq, ntk_theta
 from ropeconv.spec import read_spec
 
@@ -64,7 +64,12 @@ def test_longrope_intended_uses_long_factors_like_transformers():
 def test_published_configs_are_as_intended_everywhere():
     for name in ("llama-3.1-8b-instruct", "qwen2.5-7b-instruct", "phi-4-mini-instruct-4bit", "deepseek-v2-lite-chat"):
         table = rows(load(name))
-        assert {r["inv_freq"] for r in table.values()} == {"as intended"}, name
+        spec = read_spec(load(name))
+        for key, row in table.items():
+            # as intended — except where a verified rule (held against the engine) names the release
+            verified = rules_for(spec.model_type, method_of(spec), key)
+            assert row["inv_freq"] == "as intended" or (verified and row["inv_freq"].startswith("differs in ")), \
+                (name, key, row["inv_freq"])
         assert {r["attention_factor"] for r in table.values()} == {"as intended"}, name
 
 
@@ -86,7 +91,10 @@ def test_vllm_and_sglang_served_lengths():
     assert rows(load("llama-3.1-8b-instruct"))["vllm"]["context"] == 131072  # llama3 not multiplied
 
 
-def test_dynamic_is_static_in_vllm_with_multiplier_s2_minus_s_plus_1():
+def test_dynamic_has_no_effect_in_vllm():
+    """vLLM 0.33.0's DynamicNTKScalingRotaryEmbedding, run by tests/test_conformance_vllm.py: with L0 in
+    max_position_embeddings its base θ·((s·max/max_trained) − (s − 1)) is θ. (Older notes said static
+    at max·s; the engine's code says otherwise.)"""
     from ropeconv.engines import ENGINE_BY_KEY, frequencies, read_as, served_context
 
     config = load("mistral-7b-v0.1")
@@ -95,12 +103,10 @@ def test_dynamic_is_static_in_vllm_with_multiplier_s2_minus_s_plus_1():
     engine = ENGINE_BY_KEY["vllm"]
     reading = read_as(engine, config, spec)
     inv, _ = frequencies(reading, spec, served_context(engine, reading, config, spec))
-    s, d = 4.0, spec.rotary_dim
-    expected = base_inv_freq(10000.0 * (s * s - s + 1) ** (d / (d - 2)), d)
-    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(inv, expected))
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(inv, base_inv_freq(10000.0, spec.rotary_dim)))
     table = rows(config)
-    # at the full length the static base equals transformers' dynamic one; below it, it does not
-    assert table["vllm"]["inv_freq"].startswith("static")
+    assert table["vllm"]["inv_freq"] == "differs" and "dropped" in " ".join(table["vllm"]["notes"])
+    assert table["sglang"]["inv_freq"].startswith("static")  # SGLang: computed once at max·s (run too)
     assert table["llamacpp"]["inv_freq"] == "differs" and "dropped" in " ".join(table["llamacpp"]["notes"])
     assert table["exllamav3"]["inv_freq"] == "refuses to load"
     assert table["transformers5"]["inv_freq"] == "as intended"
@@ -152,3 +158,16 @@ def test_every_rule_has_a_source():
                 assert any(w in rule["source"] for w in (".py", "transformers 5.23", "vLLM", "sglang", "transformers")), rule
     assert {e.key for e in ENGINES} == {"transformers5", "transformers4", "vllm", "sglang", "tgi", "llamacpp",
                                          "exllamav2", "exllamav3"}
+
+
+def test_every_verified_rule_names_engine_versions_and_what_it_was_verified_against():
+    from ropeconv.engines import ENGINE_BY_KEY, RULES, verified_rules_table
+    from ropeconv.methods import CONVERTIBLE
+
+    for rule in RULES:
+        assert rule.engine in ENGINE_BY_KEY and set(rule.methods) <= set(CONVERTIBLE)
+        assert rule.outcome in ("differs", "fails", "context") and rule.computes and rule.verified and rule.fix
+        assert rule.first or rule.last or rule.as_of, rule  # a version range, or the release it was seen in
+    assert len(verified_rules_table()) == len(RULES)
+    assert [r.versions for r in rules_for("llama", "yarn", "transformers4", "4.46.3")] == ["transformers 4.45–4.50"]
+    assert rules_for("llama", "yarn", "transformers4", "4.51.0") == []

@@ -3,8 +3,8 @@
 What lives where:
 
 - `findings`: `Finding`, `Context`, the `@check` registry (`CHECKS`) and every config check;
-- `run`: running the checks (`check_config`, `check_folder`, `run_check`, `counts`, `exit_code_for`,
-  `list_checks`);
+- `config`: running the checks on a config or folder (`check_config`, `check_folder`, `counts`);
+- `run`: the command as a library call (`run_check`, `exit_code_for`, `list_checks`);
 - `fix`: `--fix`, writing the findings' patches to a new folder (`apply_fixes`);
 - `gguf`: the checks on a GGUF file's rope metadata (`check_gguf`, `gguf_findings`).
 
@@ -27,7 +27,8 @@ from ropeconv.check.findings import (
 )
 from ropeconv.check.fix import apply_fixes
 from ropeconv.check.gguf import check_gguf, gguf_findings
-from ropeconv.check.run import check_config, check_folder, counts, exit_code_for, list_checks, run_check
+from ropeconv.check.config import check_config, check_folder, counts
+from ropeconv.check.run import exit_code_for, list_checks, run_check
 
 __all__ = [
     "CHECKS", "CONFIG", "FLOAT_PARAMS", "NO_LIMIT", "SEVERITIES", "TOKENIZER_CONFIG", "Context", "Finding",

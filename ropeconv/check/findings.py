@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv import engines as eng
-from ropeconv.methods import longrope_attention_factor, unscaled, yarn_attention_factor
+from ropeconv.methods import METHODS, ParamError, longrope_attention_factor, unscaled, validate_params, yarn_attention_factor
 from ropeconv.spec import FULL_ATTENTION, RopeSpec
 
 SEVERITIES = ("error", "warning", "info")
@@ -229,6 +229,18 @@ def _normalised(entry: dict) -> dict:
     return {k: (float(v) if _is_int(v) else v) for k, v in d.items()}
 
 
+def _derived(ctx: Context, legacy: dict) -> dict:
+    """A legacy entry with what every reader derives when a fixed legacy shape leaves it out (Phi-3's
+    {type, short_factor, long_factor}): L0 from the top level, LongRoPE's factor as max / L0."""
+    full = dict(legacy)
+    top = ctx.section.get("original_max_position_embeddings")
+    if "original_max_position_embeddings" not in full and isinstance(top, (int, float)):
+        full["original_max_position_embeddings"] = top
+        if _rope_type(full) == "longrope" and "factor" not in full:
+            full["factor"] = ctx.section.get("max_position_embeddings", ctx.spec.max_position_embeddings) / top
+    return full
+
+
 @check("stale-rope-scaling", "a stale rope_scaling beside rope_parameters with different values")
 def _stale(ctx: Context) -> list[Finding]:
     legacy = ctx.section.get("rope_scaling")
@@ -240,7 +252,7 @@ def _stale(ctx: Context) -> list[Finding]:
         current = params.get(ctx.spec.scaled_layer_type) or {}
     else:
         target_path, current = ("rope_parameters",), params
-    if _normalised(legacy) == _normalised(current):
+    if _normalised(_derived(ctx, legacy)) == _normalised(current):
         return []
     diff = sorted(k for k in set(_normalised(legacy)) | set(_normalised(current))
                   if _normalised(legacy).get(k) != _normalised(current).get(k))
@@ -566,7 +578,7 @@ def _legacy_scaling(ctx: Context) -> list[Finding]:
         [ctx.set(("rope_scaling",), entry)])]
 
 
-@check("bad-values", "a factor below 1, beta_fast below beta_slow, or a method the family refuses")
+@check("bad-values", "a factor below 1, method parameters their method refuses (e.g. beta_fast ≤ beta_slow), or a method the family refuses")
 def _bad_values(ctx: Context) -> list[Finding]:
     out = []
     path, entry = ctx.scaling_entry()
@@ -576,13 +588,34 @@ def _bad_values(ctx: Context) -> list[Finding]:
         out.append(Finding("bad-values", "error", ctx.key(*path, "factor"),
                            f"factor {factor:g} is below 1: it shrinks the context (transformers warns, engines differ)",
                            "use a factor ≥ 1", ["all engines"]))
-    if rope_type == "yarn" and (entry.get("beta_fast") or 32) < (entry.get("beta_slow") or 1):
-        out.append(Finding("bad-values", "error", ctx.key(*path, "beta_fast"),
-                           "beta_fast is below beta_slow: the YaRN ramp runs backwards",
-                           "swap them (defaults: beta_fast 32, beta_slow 1)", ["all engines"]))
+    if rope_type in METHODS and METHODS[rope_type].convertible:
+        # the method's own validator, the same one every conversion request passes
+        given = {k: v for k, v in entry.items() if k in METHODS[rope_type].params}
+        try:
+            validate_params(rope_type, given)
+        except ParamError as exc:
+            out.append(Finding("bad-values", "error", ctx.key(*path, exc.name), exc.problem, exc.fix or "",
+                               ["all engines"]))
     family = ctx.spec.family
     if family and family.methods is not None and rope_type != "default" and rope_type not in family.methods:
         out.append(Finding("bad-values", "error", ctx.key(*path, "rope_type"),
                            f"{ctx.spec.model_type} with {rope_type}: {family.methods_reason}",
                            f"use {' or '.join(family.methods) or 'no scaling'}", ["transformers ≥ 5"]))
+    return out
+
+
+@check("engine-disagreement", "an engine release that reads this scaling differently (verified rules)")
+def _engine_disagreement(ctx: Context) -> list[Finding]:
+    """One warning per verified rule (ropeconv.engines.RULES) that applies to this family and method:
+    the engine, the releases, and what they compute instead."""
+    method = eng.method_of(ctx.spec)
+    path, _ = ctx.scaling_entry()
+    out = []
+    for rule in eng.rules_for(ctx.spec.model_type, method):
+        verb = {"fails": "refuses to load it", "context": "serves less than the full context"}.get(
+            rule.outcome, "computes different frequencies")
+        out.append(Finding(
+            "engine-disagreement", "warning", ctx.key(*path),
+            f"{rule.versions} {verb}: {rule.computes} (verified against {rule.verified})",
+            rule.fix or "serve it with another engine or release", [rule.versions]))
     return out

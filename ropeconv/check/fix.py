@@ -11,9 +11,9 @@ from pathlib import Path
 
 from ropeconv import engines as eng
 from ropeconv.check.findings import CONFIG, TOKENIZER_CONFIG, Finding
-from ropeconv.check.run import check_config, check_folder, counts
+from ropeconv.check.config import check_config, check_folder, counts
 from ropeconv.errors import RopeconvError
-from ropeconv.source import read_json_object
+from ropeconv.folder import read_json_object
 from ropeconv.spec import RopeSpec, read_spec
 
 
@@ -34,7 +34,7 @@ def apply_fixes(folder: Path, findings: list[Finding], spec: RopeSpec | None, de
                 original_context: int | None = None) -> dict:
     """Write `folder` with every automatic fix applied to `dest` (atomic; the source is untouched)."""
     from ropeconv.output import FilePlan, write_model
-    from ropeconv.source import read_config
+    from ropeconv.folder import read_config
 
     config = read_config(folder)
     tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
@@ -74,7 +74,11 @@ def apply_fixes(folder: Path, findings: list[Finding], spec: RopeSpec | None, de
 
 
 def _plan_buffer_rewrite(folder: Path, config: dict, plan, original_context: int | None) -> None:
-    from ropeconv.buffers import buffer_values, find_buffers, rewrite_shard
+    """Stored rotary buffers rewritten to what the fixed config means (the extend writer's rewrite)."""
+    from functools import partial
+
+    from ropeconv.buffers import buffer_values, find_buffers
+    from ropeconv.formats.hf import ShardRewrite
 
     spec = read_spec(config, original_context=original_context)
     inv, attention = eng.intended(spec)
@@ -82,9 +86,4 @@ def _plan_buffer_rewrite(folder: Path, config: dict, plan, original_context: int
     for buf in find_buffers(folder):
         by_file.setdefault(buf.file, {})[buf.name] = buffer_values(buf, inv, attention)
     for name, replace in by_file.items():
-        src = folder / name
-
-        def writer(dst: Path, src=src, replace=replace) -> None:
-            rewrite_shard(src, dst, replace, set())
-
-        plan.shard_writers[name] = writer
+        plan.shard_writers[name] = partial(ShardRewrite(name, replace, frozenset()).write, folder)

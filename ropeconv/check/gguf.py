@@ -10,9 +10,9 @@ from ropeconv.check.findings import Finding
 
 def check_gguf(path: Path) -> dict:
     """Checks on a GGUF file's rope metadata (what llama.cpp will read)."""
-    from ropeconv import gguf_io  # noqa: F401  (the GGUF reader lives there)
+    from ropeconv.formats.gguf import inspect_gguf  # imported lazily: the gguf package is optional
 
-    info = gguf_io.inspect_gguf(path)
+    info = inspect_gguf(path)
     meta = _gguf_rope_keys(info)
     findings = gguf_findings(meta)
     spec = info.get("spec") or {}
@@ -25,7 +25,7 @@ def check_gguf(path: Path) -> dict:
 
 
 def _gguf_rope_keys(info: dict) -> dict:
-    """{short key: value} of the `{arch}.` rope keys `gguf_io.inspect_gguf` reports, plus the arch."""
+    """{short key: value} of the `{arch}.` rope keys `formats.gguf.inspect_gguf` reports, plus the arch."""
     gguf = info.get("gguf") or {}
     arch = gguf.get("architecture")
     out: dict = {"arch": arch}

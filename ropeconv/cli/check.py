@@ -37,6 +37,7 @@ def check_command(
 
 def render_check(result: dict, show_engines: bool = True) -> None:
     from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
 
     out = console()
@@ -46,20 +47,33 @@ def render_check(result: dict, show_engines: bool = True) -> None:
     if rope.get("rope_type"):
         head += (f", {rope['rope_type']}, θ {rope['rope_theta']:g}, L0 {rope['original_context']}, "
                  f"gives {rope['served_context']} tokens")
-    out.print(head + ")")
+    out.print(head + ")", soft_wrap=False)
     _print_findings(out, result["findings"])
     if show_engines and result.get("engines"):
+        # notes go below the table, one wrapped paragraph each: in a column they would be cut mid-word
+        # at 80 columns
         table = Table(title="what each engine does with it", title_justify="left")
-        for col in ("engine", "context", "inv_freq", "attention factor", "notes"):
-            table.add_column(col)
+        table.add_column("engine", no_wrap=True)
+        table.add_column("context", no_wrap=True, justify="right")
+        table.add_column("inv_freq")
+        table.add_column("attention factor")
+        notes = []
         for row in result["engines"]:
             inv_style = "green" if row["inv_freq"] == "as intended" else "red"
             att_style = "green" if row["attention_factor"] == "as intended" else "red"
             table.add_row(row["name"], str(row["context"] if row["context"] is not None else "—"),
                           f"[{inv_style}]{escape(row['inv_freq'])}[/]",
-                          f"[{att_style}]{escape(row['attention_factor'])}[/]",
-                          escape("; ".join(row["notes"])))
+                          f"[{att_style}]{escape(row['attention_factor'])}[/]")
+            notes.extend(f"{row['name']}: {note}" for note in row["notes"])
         out.print(table)
+        for note in notes:
+            out.print(Padding(escape(note), (0, 0, 0, 2), expand=False), soft_wrap=False)
+    if result.get("launch"):
+        out.print("[bold]to serve the full context[/]")
+        for line in result["launch"]:
+            command = f"{escape(line['engine'])}: {escape(line['command'])}"
+            out.print(Padding(command, (0, 0, 0, 2), expand=False), soft_wrap=False)
+            out.print(Padding(f"[dim]{escape(line['why'])}[/]", (0, 0, 0, 4), expand=False), soft_wrap=False)
     c = result["counts"]
     out.print(f"{c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
     if result.get("fix"):
@@ -73,6 +87,7 @@ def render_check(result: dict, show_engines: bool = True) -> None:
 
 def _print_findings(out, findings: list[dict]) -> None:
     from rich.markup import escape
+    from rich.padding import Padding
 
     if not findings:
         out.print("[green]no findings[/]")
@@ -80,7 +95,10 @@ def _print_findings(out, findings: list[dict]) -> None:
     for f in findings:
         sev = f["severity"]
         out.print(f"[{STYLE[sev]}]{sev:<7}[/] [bold]{escape(f['check'])}[/] {escape(f['key'])}")
-        out.print(f"        {escape(f['problem'])}")
+        # indented paragraphs: wrapped lines keep the indent and break between words
+        out.print(Padding(escape(f["problem"]), (0, 0, 0, 8), expand=False), soft_wrap=False)
         if f["engines"]:
-            out.print(f"        engines: {escape(', '.join(f['engines']))}")
-        out.print(f"        fix: {escape(f['fix'])}" + (" [dim](--fix applies it)[/]" if f["auto_fix"] else ""))
+            engines_line = f"engines: {escape(', '.join(f['engines']))}"
+            out.print(Padding(engines_line, (0, 0, 0, 8), expand=False), soft_wrap=False)
+        out.print(Padding(f"fix: {escape(f['fix'])}" + (" [dim](--fix applies it)[/]" if f["auto_fix"] else ""),
+                          (0, 0, 0, 8), expand=False), soft_wrap=False)

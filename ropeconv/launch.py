@@ -1,0 +1,160 @@
+"""What to run, per engine, to serve an extended model's full context — and the runtime overrides that
+apply a method at launch to an unconverted model.
+
+Two kinds of line:
+
+- `serve`: the extended output as written; `needed` is True where the config alone does not give the
+  full context in that engine (vLLM's LongRoPE, llama.cpp after converting a linear output, Ollama's
+  num_ctx), False where the line only restates what the engine already does;
+- `override`: the unconverted source with the method applied at launch (vLLM `--hf-overrides`,
+  llama.cpp `--rope-scaling/--rope-scale/--yarn-orig-ctx/--rope-freq-base`), for users who cannot or
+  will not rewrite the checkpoint. None where the engine has no such switch (llama3 and longrope need
+  tensors in llama.cpp; dynamic has no llama.cpp switch).
+
+Every line says what it was verified against. Pure Python: no torch, no transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass
+
+from ropeconv import engines as eng
+
+SERVE = "serve"
+OVERRIDE = "override"
+LLAMACPP_ARGS = "llama.cpp's common/arg.cpp (llama-cpp-python 0.3.36): -c, --rope-scaling {none,linear,yarn}, " \
+                "--rope-scale N (freq scale 1/N), --yarn-orig-ctx N, --rope-freq-base N; read, not run"
+
+
+@dataclass(frozen=True)
+class LaunchLine:
+    engine: str  # the engine's name as `check`'s table prints it
+    kind: str  # SERVE or OVERRIDE
+    command: str  # what to run (MODEL / MODEL.gguf stand for the user's path)
+    why: str
+    needed: bool  # False: the line restates what the engine does anyway
+    verified: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What a launch line needs to know about a conversion."""
+
+    model_type: str
+    method: str
+    factor: float
+    original_context: int  # L0
+    served_context: int  # L0·s
+    theta: float  # θ as written (NTK's enlarged θ for ntk)
+    scaling: dict  # the rope_scaling entry written (empty for ntk)
+    max_position_embeddings: int  # as written
+
+
+def _vllm(c: Conversion, model: str) -> list[LaunchLine]:
+    if c.method == "longrope":
+        return [LaunchLine("vLLM", SERVE, f"vllm serve {shlex.quote(model)} --max-model-len {c.served_context}",
+                           "vLLM serves LongRoPE models at L0 with the short factors unless --max-model-len asks "
+                           "for more", True, next(r.verified for r in eng.RULES
+                                                   if r.engine == "vllm" and "longrope" in r.methods))]
+    return [LaunchLine("vLLM", SERVE, f"vllm serve {shlex.quote(model)}",
+                       f"vLLM derives {c.served_context} tokens from the config", False,
+                       "vllm/config/model.py _get_and_verify_max_len (read)")]
+
+
+def _sglang(c: Conversion, model: str) -> list[LaunchLine]:
+    return [LaunchLine("SGLang", SERVE,
+                       f"python -m sglang.launch_server --model-path {shlex.quote(model)} "
+                       f"--context-length {c.served_context}",
+                       "SGLang derives the context from the config; --context-length states it explicitly",
+                       False, "sglang hf_transformers_utils.get_context_length (read)")]
+
+
+def _llamacpp(c: Conversion) -> list[LaunchLine]:
+    rules = eng.rules_for(c.model_type, c.method, "llamacpp")
+    context = next((r for r in rules if r.outcome == "context"), None)
+    if context is not None:
+        return [LaunchLine("llama.cpp", SERVE, f"llama-server -m MODEL.gguf -c {c.served_context}",
+                           "convert_hf_to_gguf.py writes context_length = L0 for this method; -c asks for the "
+                           "full context", True, context.verified)]
+    if rules:  # the converter drops the scaling: no launch line brings it back
+        rule = rules[0]
+        return [LaunchLine("llama.cpp", SERVE, f"ropeconv extend MODEL.gguf --method {c.method} --factor {c.factor:g}"
+                           if c.method != "dynamic" else "ropeconv extend MODEL --method yarn …",
+                           f"{rule.computes}; {rule.fix}", True, rule.verified)]
+    return [LaunchLine("llama.cpp", SERVE, f"llama-server -m MODEL.gguf -c {c.served_context}",
+                       f"the converted GGUF's context_length is {c.served_context}; -c states it", False,
+                       "tests/test_conformance_llamacpp.py (converter metadata)")]
+
+
+def _ollama(c: Conversion) -> list[LaunchLine]:
+    return [LaunchLine("Ollama", SERVE, f"printf 'FROM ./MODEL.gguf\\nPARAMETER num_ctx {c.served_context}\\n' > "
+                                        "Modelfile && ollama create MODEL -f Modelfile",
+                       "Ollama runs every model at its own default num_ctx, not the GGUF's context_length", True,
+                       "Ollama's Modelfile documentation (num_ctx); not run by the suite")]
+
+
+def vllm_override(c: Conversion) -> dict | None:
+    """The config keys `--hf-overrides` must set to apply the method to the unconverted model."""
+    if c.method == "ntk":
+        return {"rope_theta": c.theta, "max_position_embeddings": c.max_position_embeddings,
+                "rope_parameters": {"rope_type": "default", "rope_theta": c.theta}}
+    entry = {k: v for k, v in c.scaling.items() if k != "type"}
+    entry.setdefault("rope_type", c.method)
+    return {"rope_scaling": entry, "rope_parameters": {**entry, "rope_theta": c.theta},
+            "max_position_embeddings": c.max_position_embeddings}
+
+
+def _overrides(c: Conversion) -> list[LaunchLine]:
+    out = []
+    hf = vllm_override(c)
+    if hf is not None:
+        out.append(LaunchLine(
+            "vLLM", OVERRIDE, f"vllm serve MODEL --hf-overrides {shlex.quote(json.dumps(hf, separators=(',', ':')))} "
+                              f"--max-model-len {c.served_context}",
+            "applies the method to the unconverted model's config at launch", True,
+            "the same keys applied to config.json load as the extended output in transformers 5 "
+            "(tests/test_launch.py); vLLM's own override path not run"))
+    flags = {"linear": f"--rope-scaling linear --rope-scale {c.factor:g}",
+             "yarn": f"--rope-scaling yarn --rope-scale {c.factor:g} --yarn-orig-ctx {c.original_context}",
+             "ntk": f"--rope-freq-base {c.theta:.10g}"}.get(c.method)
+    if flags:
+        out.append(LaunchLine("llama.cpp", OVERRIDE, f"llama-server -m MODEL.gguf {flags} -c {c.served_context}",
+                              "applies the method to the unconverted GGUF at launch", True, LLAMACPP_ARGS))
+    return out
+
+
+def launch_lines(c: Conversion, model: str = "MODEL") -> list[LaunchLine]:
+    """Every serve line (needed or not) and every runtime override for a conversion."""
+    return [*_vllm(c, model), *_sglang(c, model), *_llamacpp(c), *_ollama(c), *_overrides(c)]
+
+
+def from_config(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
+                model_type: str) -> Conversion:
+    """A Conversion from the config.json an extend wrote (the language model's section)."""
+    section = config_after.get("text_config") if isinstance(config_after.get("text_config"), dict) and \
+        "max_position_embeddings" in config_after["text_config"] else config_after
+    scaling = section.get("rope_scaling") if isinstance(section.get("rope_scaling"), dict) else {}
+    return Conversion(model_type=model_type, method=method, factor=float(factor), original_context=int(original_context),
+                      served_context=int(served_context), theta=float(section.get("rope_theta", 10000.0)),
+                      scaling=dict(scaling or {}), max_position_embeddings=int(section["max_position_embeddings"]))
+
+
+def launch_report(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
+                  model_type: str, model: str = "MODEL") -> list[dict]:
+    """`extend`'s "launch" section: JSON-able launch lines for the output at `model`."""
+    conversion = from_config(config_after, method, factor, original_context, served_context, model_type)
+    return [line.to_dict() for line in launch_lines(conversion, model)]
+
+
+def extend_section(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
+                   model_type: str, model: str = "MODEL") -> dict:
+    """What `extend`'s report adds about engines: the launch lines (`launch`) and the verified rules of
+    engine releases that read this output differently (`engine_rules`, as `check` warns about them)."""
+    rule_method = "default" if method == "ntk" else method
+    return {"launch": launch_report(config_after, method, factor, original_context, served_context, model_type, model),
+            "engine_rules": [r.to_dict() for r in eng.rules_for(model_type, rule_method)]}

@@ -1,0 +1,144 @@
+"""Runs SGLang's own rotary-embedding code (sglang/srt/layers/rotary_embedding from the published
+wheel) on CPU and prints, per case, the rotary class get_rope chose and the inverse frequencies and
+attention scaling read back from its cos/sin cache at position 1 (atan2 / hypot), as JSON.
+
+Stubbed — none of it is RoPE; each only lets the files import without the server:
+- the `sglang`, `sglang.srt`, `sglang.srt.layers`, `sglang.kernels` package __init__s (they import the
+  whole server); the real files are reached through __path__, unchanged;
+- sglang.srt.utils: platform probes (is_cuda … → False, is_cpu → True), get_bool_env_var, get_device;
+- sglang.srt.platforms.current_platform.is_out_of_tree → False (hardware plugin registry);
+- sglang.srt.runtime_context: publish_role / get_exec (deterministic-RL execution context) → None;
+- sglang.kernels.fused_op.BaseFusedOp → an nn.Module whose forward is forward_native (the dispatch
+  between CUDA/HIP/NPU kernels and the native path);
+- sglang.kernels.ops.attention.{rotary_triton, mrope, rope}: GPU kernels, raising if called.
+The arguments get_rope receives are taken the way sglang/srt/models/llama.py's LlamaDecoderLayer takes
+them from the transformers config (reproduced in `llama_rope_args`: importing the model file needs the
+server's attention and quantization layers).
+
+The served length is SGLang's own `get_context_length` and `CONTEXT_LENGTH_KEYS`, taken verbatim out of
+sglang/srt/utils/hf_transformers/common.py (the module itself imports the server) and run on the
+transformers config object.
+
+argv: wheel root, cases JSON file [{"id", "folder"}].
+"""
+
+import json
+import os
+import sys
+import traceback
+import types
+
+import torch
+from torch import nn
+
+ROOT = sys.argv[1]
+
+
+def pkg(name, path=None):
+    module = types.ModuleType(name)
+    if path:
+        module.__path__ = [path]
+    sys.modules[name] = module
+    return module
+
+
+def install_stubs():
+    for name in ("sglang", "sglang/srt", "sglang/srt/layers", "sglang/kernels"):
+        pkg(name.replace("/", "."), f"{ROOT}/{name}")
+    pkg("sglang.kernels.ops")
+    pkg("sglang.kernels.ops.attention")
+    utils = pkg("sglang.srt.utils")
+    for name in ("is_cuda", "is_hip", "is_npu", "is_xpu", "is_musa", "is_mps", "cpu_has_amx_support", "support_triton"):
+        setattr(utils, name, lambda: False)
+    utils.is_cpu = lambda: True
+    utils.get_bool_env_var = lambda name, default="false": os.environ.get(name, default).lower() in ("1", "true")
+    utils.get_device = lambda *a, **k: "cpu"
+    utils.get_compiler_backend = lambda *a, **k: "inductor"
+    pkg("sglang.srt.platforms").current_platform = types.SimpleNamespace(is_out_of_tree=lambda: False)
+    context = pkg("sglang.srt.runtime_context")
+    context.publish_role = lambda: None
+    context.get_exec = lambda: None
+    context.attention_backends = None
+
+    class BaseFusedOp(nn.Module):
+        def forward(self, *args, **kwargs):
+            return self.forward_native(*args, **kwargs)
+
+    pkg("sglang.kernels.fused_op").BaseFusedOp = BaseFusedOp
+    for name in ("sglang.kernels.ops.attention.rotary_triton", "sglang.kernels.ops.attention.mrope",
+                 "sglang.kernels.ops.attention.rope"):
+        module = pkg(name)
+
+        def missing(attr, name=name):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+
+            def kernel(*args, **kwargs):
+                raise RuntimeError(f"{name}.{attr} is a GPU kernel")
+            return kernel
+        module.__getattr__ = missing
+
+
+def llama_rope_args(config):
+    """sglang/srt/models/llama.py LlamaDecoderLayer.__init__ and LlamaAttention's get_rope call."""
+    rope_parameters = getattr(config, "rope_parameters", None)
+    if rope_parameters is not None:
+        rope_theta = rope_parameters.get("rope_theta", 10000)
+        rope_scaling = rope_parameters
+    else:
+        rope_theta = getattr(config, "rope_theta", 10000)
+        rope_scaling = getattr(config, "rope_scaling", None)
+    if rope_scaling is not None and getattr(config, "original_max_position_embeddings", None):
+        rope_scaling["original_max_position_embeddings"] = config.original_max_position_embeddings
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return dict(head_size=head_dim, rotary_dim=head_dim, max_position=getattr(config, "max_position_embeddings", 8192),
+                base=rope_theta, rope_scaling=rope_scaling, is_neox_style=getattr(config, "rope_is_neox_style", True))
+
+
+def sglang_context_length():
+    """get_context_length from SGLang's own source file (the function and the keys it reads, unchanged)."""
+    import ast
+
+    path = f"{ROOT}/sglang/srt/utils/hf_transformers/common.py"
+    tree = ast.parse(open(path).read())
+    wanted = [node for node in tree.body
+              if isinstance(node, ast.FunctionDef) and node.name == "get_context_length"
+              or isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "CONTEXT_LENGTH_KEYS" for t in node.targets)]
+    namespace = {}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), path, "exec"), namespace)
+    return namespace["get_context_length"]
+
+
+def read(cache):
+    d = cache.shape[-1] // 2
+    cos, sin = cache[1, :d].double(), cache[1, d:].double()
+    return torch.atan2(sin, cos).tolist(), float(torch.hypot(cos[0], sin[0]))
+
+
+def main():
+    install_stubs()
+    from transformers import AutoConfig
+
+    from sglang.srt.layers.rotary_embedding.factory import get_rope
+
+    get_context_length = sglang_context_length()
+    results = {}
+    for case in json.load(open(sys.argv[2])):
+        try:
+            config = AutoConfig.from_pretrained(case["folder"])
+            served = get_context_length(config)
+            rope = get_rope(**llama_rope_args(config), dtype=torch.float32)
+            caches = {name: getattr(rope, name) for name in ("cos_sin_cache", "short_cos_sin_cache", "long_cos_sin_cache")
+                      if isinstance(getattr(rope, name, None), torch.Tensor)}
+            results[case["id"]] = {"ok": True, "rotary_class": type(rope).__name__, "served": served,
+                                   "caches": {name: read(cache) for name, cache in caches.items()},
+                                   "cache_rows": {name: cache.shape[0] for name, cache in caches.items()}}
+        except Exception as exc:  # the engine refusing the config is a result
+            tb = traceback.extract_tb(exc.__traceback__)[-1]
+            results[case["id"]] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                                   "where": f"{tb.filename}:{tb.lineno}"}
+    json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
