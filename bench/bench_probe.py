@@ -12,7 +12,7 @@ loaded), resident memory after loading (≈ the weights + runtime), and the peak
 during the measurement (Linux: VmHWM after resetting it through /proc/self/clear_refs; elsewhere a
 psutil sampling thread). "above weights" = peak during the measurement − resident after loading.
 
-    python bench/bench_probe.py                      # SmolLM2-135M, 16,384 tokens, CPU, bf16
+    python bench/bench_probe.py                      # SmolLM2-135M, 16,384 tokens, CPU, --dtype auto
     python bench/bench_probe.py --length 8192 --json
 """
 

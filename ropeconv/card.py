@@ -1,8 +1,9 @@
 """The model card (README.md) of a ropeconv output folder.
 
 Built with huggingface_hub's `ModelCard`/`ModelCardData` from what the folder records:
-`ropeconv.json` (source, method, factor, params, RoPE before/after) and, when a probe ran,
-`probe.json`. License, pipeline tag, library and language are inherited from the source's own
+`ropeconv.json` (source, method, factor, params, RoPE before/after) and, when a probe of this
+very output ran, `probe.json` (its recorded config fingerprint must match the folder's config.json:
+a probe of another model says nothing about this one). License, pipeline tag, library and language are inherited from the source's own
 card, whose text is kept below, attributed. Both JSON files are read defensively: a missing or
 odd field leaves its line out rather than failing.
 
@@ -12,14 +13,17 @@ is recovered from it instead of being nested.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ropeconv.output import write_text_atomic
-from ropeconv.source import read_json_object
+from ropeconv.record import Record
+from ropeconv.folder import read_json_object
 
 MARKER = "<!-- ropeconv model card: regenerate with `ropeconv push` or ropeconv.card.write_card -->"
 SOURCE_START = "<!-- ropeconv: source card start -->"
@@ -121,100 +125,131 @@ def _rope_table(before: dict, after: dict) -> list[str]:
     return lines
 
 
-def probe_rows(probe: dict) -> list[dict]:
-    """The per-length rows of a probe.json, whatever the list is called."""
-    for key in ("results", "rows", "lengths", "points", "measurements", "table", "perplexity", "perplexities"):
-        value = probe.get(key)
-        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-            return value
-        if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
-            return [{"length": k, "perplexity": v} for k, v in value.items()]
-    return []
+# -- the probe: what `ropeconv probe` wrote into this folder --------------------------------------
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One probed length: this model's perplexities, and the source's when it was probed --against."""
+
+    length: int
+    ppl: float | None
+    ppl_beyond: float | None
+    ppl_last_quarter: float | None
+    source_ppl: float | None = None
+    source_ppl_beyond: float | None = None
 
 
-LENGTH_KEYS = ("length", "tokens", "context", "seq_len", "context_length", "n_tokens", "position")
+@dataclass(frozen=True)
+class ProbeSummary:
+    """The parts of probe.json (ropeconv.probe.run_probe's result) the card reports."""
+
+    status: str  # "pass", "fail" or "inconclusive"
+    summary: str
+    trained_context: int
+    rows: tuple[ProbeRow, ...]
+    against: str | None  # the compared model, by repo id or folder name
+    text: str
+    device: str
+    dtype: str
+    config_sha256: str | None  # of the probed config.json: tells whether the probe is of this output
+    # (length, ratio, limit, passed): the past-L0 check applied to the source alone
+    source_past_l0: tuple[tuple[int, float, float, bool], ...] = ()
 
 
-def _row_length(row: dict) -> Any:
-    return next((row[k] for k in LENGTH_KEYS if k in row), None)
+def read_probe(probe: dict | None) -> ProbeSummary | None:
+    """probe.json as written by `ropeconv probe`, or None when it is not one (missing or other shape)."""
+    if not isinstance(probe, dict):
+        return None
+    verdict, runs, model = probe.get("verdict"), probe.get("results"), probe.get("model")
+    if not (isinstance(verdict, dict) and isinstance(runs, list) and isinstance(model, dict)
+            and verdict.get("status") in ("pass", "fail", "inconclusive") and _int(probe.get("trained_context"))):
+        return None
+    rows = []
+    for run in runs:
+        if not (isinstance(run, dict) and _int(run.get("length")) and isinstance(run.get("model"), dict)):
+            return None
+        mine, theirs = run["model"], run.get("against") if isinstance(run.get("against"), dict) else {}
+        rows.append(ProbeRow(int(run["length"]), _float(mine.get("ppl")), _float(mine.get("ppl_beyond")),
+                             _float(mine.get("ppl_last_quarter")), _float(theirs.get("ppl")),
+                             _float(theirs.get("ppl_beyond"))))
+    against = probe.get("against") if isinstance(probe.get("against"), dict) else None
+    against_name = None
+    if against:  # never a local path from the machine that probed
+        against_name = against.get("repo_id") or (Path(str(against["path"])).name if against.get("path") else "BASE")
+    text = probe.get("text") if isinstance(probe.get("text"), dict) else {}
+    text_name = str(text.get("name") or "the probe's text")
+    if text.get("source") == "file":  # a --text file: its name, never the prober's path
+        text_name = f"the text file {Path(text_name).name}"
+    return ProbeSummary(status=verdict["status"], summary=str(verdict.get("summary") or ""),
+                        trained_context=int(probe["trained_context"]), rows=tuple(rows), against=against_name,
+                        text=text_name, device=str(probe.get("device") or "?"),
+                        dtype=str(probe.get("dtype") or "?"),
+                        config_sha256=model.get("config_sha256") if isinstance(model.get("config_sha256"), str) else None,
+                        source_past_l0=tuple((int(c["length"]), float(c["value"]), float(c["limit"]),
+                                              bool(c.get("passed")))
+                                             for c in verdict.get("source_checks") or []
+                                             if isinstance(c, dict) and _int(c.get("length"))
+                                             and _float(c.get("value")) and _float(c.get("limit"))))
 
 
-def _verdict(probe: dict) -> tuple[bool | None, str]:
-    verdict = probe.get("verdict")
-    if isinstance(verdict, dict):
-        passed = verdict.get("passed")
-        reason = next((str(verdict[k]) for k in ("summary", "reason", "message", "detail") if verdict.get(k)), "")
-        return (passed if isinstance(passed, bool) else None), reason
-    if isinstance(verdict, str):
-        lowered = verdict.lower()
-        return ({"pass": True, "passed": True, "ok": True, "fail": False, "failed": False}.get(lowered)), verdict
-    passed = probe.get("passed")
-    return (passed if isinstance(passed, bool) else None), ""
+def probe_of_folder(folder: Path, probe: dict | None) -> ProbeSummary | None:
+    """The folder's probe.json when it measured this very output: its recorded config fingerprint must
+    match the folder's config.json. A probe.json of another model (carried over from a source, or
+    made before the config changed) or without a fingerprint says nothing about this output."""
+    summary = read_probe(probe)
+    if summary is None or summary.config_sha256 is None:
+        return None
+    try:
+        current = "sha256:" + hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return summary if summary.config_sha256 == current else None
 
 
-def _probe_section(probe: dict) -> list[str]:
-    rows = probe_rows(probe)
-    passed, reason = _verdict(probe)
-    lines = ["## Probe", ""]
-    if passed is not None or reason:
-        word = {True: "**passed**", False: "**failed**", None: ""}[passed]
-        lines += [f"Verdict: {word}{' — ' if word and reason else ''}{_num(reason) if reason else ''}", ""]
-    if rows:
-        columns = []
-        for row in rows:
-            for key, value in row.items():
-                if key not in columns and (_is_number(value) or isinstance(value, (str, bool))):
-                    columns.append(key)
-        first = next((k for k in LENGTH_KEYS if k in columns), None)
-        if first:
-            columns.remove(first)
-            columns.insert(0, first)
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_num(row.get(c)) for c in columns) + " |" for row in rows]
-        lines.append("")
-    dataset = _dataset_name(probe)
-    if dataset:
-        lines += [f"Measured on {dataset}. Perplexity is of the model's own next-token predictions; lower is better.",
-                  ""]
-    return lines
+def _float(value: Any) -> float | None:
+    return float(value) if _is_number(value) and math.isfinite(value) else None
 
 
-def _dataset_name(probe: dict) -> str | None:
-    for key in ("dataset", "text", "corpus", "data"):
-        value = probe.get(key)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict) and isinstance(value.get("name"), str):
-            return value["name"]
-    return None
+def _ppl(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
-# Probe columns about another model (the source, the unscaled baseline): never this model's results.
-OTHER_MODEL_WORDS = ("baseline", "source", "before", "original", "reference", "unscaled", "base_")
+def _probe_section(probe: ProbeSummary) -> list[str]:
+    word = {"pass": "**passed**", "fail": "**failed**", "inconclusive": "**inconclusive**"}[probe.status]
+    reason = probe.summary.removeprefix("pass: ").removeprefix("fail: ")
+    lines = ["## Probe", "",
+             f"Verdict: {word} — {_num(reason)}" if reason else f"Verdict: {word}", "",
+             f"Perplexity by window length (lower is better), measured with `ropeconv probe` on {probe.text}, "
+             f"{probe.device}, {probe.dtype}. L0 = {probe.trained_context:,} is the trained context; "
+             "\"past L0\" covers the positions beyond it.", ""]
+    if probe.against:
+        lines += [f"| length | {_num(probe.against)} | this model | {_num(probe.against)}, past L0 "
+                  "| this model, past L0 | this model, last ¼ |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.length:,} | {_ppl(r.source_ppl)} | {_ppl(r.ppl)} | {_ppl(r.source_ppl_beyond)} "
+                  f"| {_ppl(r.ppl_beyond)} | {_ppl(r.ppl_last_quarter)} |" for r in probe.rows]
+        failed = [(n, ratio, limit) for n, ratio, limit, passed in probe.source_past_l0 if not passed]
+        if failed:
+            where = "; ".join(f"×{ratio:.3g} at {n:,} tokens, limit ×{limit:g}" for n, ratio, limit in failed)
+            lines += ["", f"Past L0 the source on its own climbs against the second half of its trained window "
+                      f"({where}): this model holds where the source does not."]
+    else:
+        lines += ["| length | perplexity | past L0 | last ¼ |", "|---|---|---|---|"]
+        lines += [f"| {r.length:,} | {_ppl(r.ppl)} | {_ppl(r.ppl_beyond)} | {_ppl(r.ppl_last_quarter)} |"
+                  for r in probe.rows]
+    return lines + [""]
 
 
-def _is_own_perplexity(key: str) -> bool:
-    lowered = key.lower()
-    return ("perplex" in lowered or "ppl" in lowered) and not any(w in lowered for w in OTHER_MODEL_WORDS)
-
-
-def eval_results(probe: dict | None) -> list:
-    """model-index entries: one perplexity metric per probe row and perplexity column."""
+def eval_results(probe: ProbeSummary | None) -> list:
+    """model-index entries: this model's perplexity at each probed length (never the source's)."""
     from huggingface_hub import EvalResult
 
-    if not probe:
+    if probe is None:
         return []
-    dataset = _dataset_name(probe) or "ropeconv probe text"
-    out = []
-    for row in probe_rows(probe):
-        length = _row_length(row)
-        for key, value in row.items():
-            if _is_own_perplexity(key) and _is_number(value) and math.isfinite(value):
-                label = key if key.lower() in ("perplexity", "ppl") else key.replace("_", " ")
-                out.append(EvalResult(task_type="text-generation", dataset_type="ropeconv-probe",
-                                      dataset_name=dataset, metric_type="perplexity", metric_value=float(value),
-                                      metric_name=f"{label} @ {_num(length)} tokens" if length is not None else label))
-    return out
+    return [EvalResult(task_type="text-generation", dataset_type="ropeconv-probe", dataset_name=probe.text,
+                       metric_type="perplexity", metric_value=row.ppl, metric_name=f"perplexity @ {row.length:,} tokens")
+            for row in probe.rows if row.ppl is not None]
 
 
 def _hub_url() -> str:
@@ -271,10 +306,39 @@ def _reproduce(record: dict) -> list[str]:
             command += f" --{key.replace('_', '-')} {params[key]:g}"
     if isinstance(params.get("truncate"), bool):
         command += " --truncate" if params["truncate"] else " --no-truncate"
+    if was_rebase(record):
+        command += " --rebase"
     return ["## Reproduce", "", "```bash", "pip install ropeconv", command, "```", ""]
 
 
-def card_body(record: dict, probe: dict | None, source_text: str | None, *, name: str) -> str:
+def was_rebase(record: dict) -> bool:
+    """Whether the conversion replaced an earlier scaling (`extend --rebase`): the record says so, or
+    its source was already scaled (a scaled rope_type, or a θ other than the unscaled base's, as NTK
+    leaves it) — which `extend` refuses without --rebase."""
+    typed = Record.from_json(record)
+    if typed is not None and "rebase" in record:
+        return typed.rebase
+    before = record.get("before") if isinstance(record.get("before"), dict) else {}
+    base = record.get("base") if isinstance(record.get("base"), dict) else {}
+    if before.get("rope_type") not in (None, "default"):
+        return True
+    return _is_number(base.get("rope_theta")) and _is_number(before.get("rope_theta")) and \
+        not math.isclose(base["rope_theta"], before["rope_theta"])
+
+
+def unscaled_context(record: dict) -> int | None:
+    """L0 of the unscaled base the conversion scaled from (for a rebase: not the served context of the
+    already-scaled source)."""
+    typed = Record.from_json(record)
+    if typed is not None and typed.original_context:
+        return typed.original_context
+    base = record.get("base") if isinstance(record.get("base"), dict) else {}
+    before = record.get("before") if isinstance(record.get("before"), dict) else {}
+    return (_int(base.get("original_context")) or _int(record.get("original_context"))
+            or _int(before.get("original_context")))
+
+
+def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None, *, name: str) -> str:
     """The markdown below the metadata block."""
     source = record.get("source") if isinstance(record.get("source"), dict) else {}
     before = record.get("before") if isinstance(record.get("before"), dict) else {}
@@ -282,7 +346,7 @@ def card_body(record: dict, probe: dict | None, source_text: str | None, *, name
     method = str(record.get("method") or "")
     factor = record.get("factor")
     base = source.get("repo_id")
-    l0 = _int(before.get("served_context")) or _int(before.get("original_context"))
+    l0 = unscaled_context(record)
     served = _int(record.get("served_context")) or _int(after.get("served_context"))
     repo = record.get("_repo_id") or name
     origin = f"[{base}]({_hub_url()}/{base})" if base else (f"`{Path(source['path']).name}`"
@@ -309,8 +373,11 @@ def card_body(record: dict, probe: dict | None, source_text: str | None, *, name
     if before or after:
         lines += ["## RoPE configuration", ""] + _rope_table(before, after) + [""]
     lines += _usage(repo, name.split("/")[-1], method, factor, served)
-    if probe:
+    if probe is not None:
         lines += _probe_section(probe)
+    else:
+        lines += ["## Probe", "", "This output has not been probed: no perplexity was measured for it. "
+                  "`ropeconv probe` measures it (add `--against` with the source model to compare).", ""]
     lines += _reproduce(record)
     if source_text and source_text.strip():
         credit = f"[{base}]({_hub_url()}/{base})" if base else "the source model"
@@ -320,10 +387,13 @@ def card_body(record: dict, probe: dict | None, source_text: str | None, *, name
     return "\n".join(lines)
 
 
-def build_card(record: dict, probe: dict | None = None, source_card_text: str | None = None, *,
+def build_card(record: dict, probe: ProbeSummary | dict | None = None, source_card_text: str | None = None, *,
                name: str = "model", repo_id: str | None = None):
-    """A huggingface_hub ModelCard for a ropeconv output."""
+    """A huggingface_hub ModelCard for a ropeconv output. `probe`: a probe of this very output (probe.json
+    as `ropeconv probe` writes it, or read_probe's summary of it); `write_card` drops stale ones."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    probe = probe if isinstance(probe, ProbeSummary) or probe is None else read_probe(probe)
 
     source_meta, source_text = source_card_of(source_card_text) if source_card_text else ({}, None)
     source = record.get("source") if isinstance(record.get("source"), dict) else {}
@@ -351,7 +421,7 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
         except (OSError, UnicodeDecodeError):
             source_card_text = None
     record = read_json_object(folder / "ropeconv.json") or {}
-    probe = read_json_object(folder / "probe.json")
+    probe = probe_of_folder(folder, read_json_object(folder / "probe.json"))
     card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id)
     write_text_atomic(readme, str(card))  # README.md may be a hard link into the Hub cache
     return readme

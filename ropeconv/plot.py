@@ -1,7 +1,7 @@
 """Pictures of a RoPE scaling: per dimension pair, its wavelength and the scale each method applies.
 
-`plot_png` draws with matplotlib (the optional `plot` extra); `terminal_chart` is the compact text
-version used when matplotlib is missing. The scale of pair j is b_j / inv_j: 1 where a method keeps
+`plot_png` draws with matplotlib (the optional `plot` extra; `inspect --plot` without it is an
+error, exit 2); `terminal_chart` is a compact text version for library use. The scale of pair j is b_j / inv_j: 1 where a method keeps
 the frequency, the factor where it interpolates fully. L0 and the target context L0·s are marked.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ropeconv.errors import RopeconvError
-from ropeconv.methods import Basis, base_inv_freq, compute, wavelengths
+from ropeconv.methods import Basis, base_inv_freq, compute, wavelengths, validate_params
 
 COMPARE = ("linear", "ntk", "yarn", "llama3")  # drawn side by side when no method is named
 DEFAULT_FACTOR = 4.0  # illustrative factor for an unscaled model with no --factor
@@ -33,12 +33,10 @@ def method_scales(spec: Any, methods: list[str] | tuple[str, ...], factor: float
     base = base_inv_freq(basis.theta, basis.dim)
     out: dict[str, list[float]] = {}
     for method in methods:
-        p = {"factor": float(factor), **((params or {}).get(method) or {})}
-        if method == "llama3":
-            p.setdefault("low_freq_factor", 1.0)
-            p.setdefault("high_freq_factor", 4.0)
-        if method == "longrope" and ("long_factor" not in p or "short_factor" not in p):
+        given = (params or {}).get(method) or {}
+        if method == "longrope" and ("long_factor" not in given or "short_factor" not in given):
             continue  # needs searched factor lists
+        p = {"factor": float(factor), **validate_params(method, given)}  # the registry's defaults filled in
         seq_len = int(basis.original_context * factor) if method in ("dynamic", "longrope") else None
         inv, _ = compute(method, basis, p, seq_len)
         out[method] = [b / i for b, i in zip(base, inv)]
@@ -85,17 +83,32 @@ def terminal_chart(spec: Any, methods: list[str] | tuple[str, ...], factor: floa
     return "\n".join(lines)
 
 
-def plot_png(spec: Any, methods: list[str] | tuple[str, ...], factor: float, path: str | Path, *,
-             scales: dict[str, list[float]] | None = None) -> Path:
-    """Draw wavelength and per-method scale per dimension pair to a PNG. Needs matplotlib."""
+def _matplotlib():
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RopeconvError("drawing a PNG needs matplotlib, which is not installed",
-                            "pip install 'ropeconv[plot]' (or use the terminal chart)") from None
+        raise RopeconvError("--plot draws a PNG with matplotlib, which is not installed",
+                            "pip install 'ropeconv[plot]', or leave out --plot") from None
+    return plt
+
+
+def scale_ticks(highest: float) -> list[float]:
+    """Ticks for the log-scale axis of scales: 1, 2, 4, … up to the first at or above `highest`."""
+    ticks = [1.0]
+    while ticks[-1] < highest * (1 - 1e-9):
+        ticks.append(ticks[-1] * 2)
+    return ticks
+
+
+def figure(spec: Any, methods: list[str] | tuple[str, ...], factor: float, *,
+           scales: dict[str, list[float]] | None = None):
+    """The matplotlib figure of `plot_png` (wavelength above, per-method scale below)."""
+    plt = _matplotlib()
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     basis = _basis(spec)
     base = base_inv_freq(basis.theta, basis.dim)
     waves = wavelengths(base)
@@ -120,10 +133,23 @@ def plot_png(spec: Any, methods: list[str] | tuple[str, ...], factor: float, pat
         if j and waves[j - 1] < target <= w:
             bottom.axvline(j, color="tab:red", linestyle="--", linewidth=0.8)
     bottom.set_yscale("log")
+    # Plain numbers (1, 2, 4, …) on the scale axis: matplotlib's log labels read "4×10⁰" there.
+    highest = max([factor] + [max(v) for v in scales.values() if v])
+    bottom.set_yticks(scale_ticks(highest))
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    bottom.yaxis.set_minor_formatter(NullFormatter())
     bottom.set_xlabel("dimension pair j")
     bottom.set_ylabel("scale b_j / inv_freq_j")
     bottom.legend(loc="upper left")
     fig.tight_layout()
+    return fig
+
+
+def plot_png(spec: Any, methods: list[str] | tuple[str, ...], factor: float, path: str | Path, *,
+             scales: dict[str, list[float]] | None = None) -> Path:
+    """Draw wavelength and per-method scale per dimension pair to a PNG. Needs matplotlib."""
+    plt = _matplotlib()
+    fig = figure(spec, methods, factor, scales=scales)
     path = Path(path)
     try:
         fig.savefig(path, dpi=110)
@@ -135,7 +161,8 @@ def plot_png(spec: Any, methods: list[str] | tuple[str, ...], factor: float, pat
 
 
 def plot_from_inspect(result: dict, path: str | Path) -> str:
-    """`inspect --plot`: a PNG when matplotlib is there, else the terminal chart. Returns text to print."""
+    """`inspect --plot`: the PNG, or a RopeconvError (exit 2) when matplotlib is missing — never exit 0
+    without the file. Returns the line to print."""
     spec = result["spec"]
     conversion = result.get("conversion")
     scales: dict[str, list[float]] = {}
@@ -151,10 +178,5 @@ def plot_from_inspect(result: dict, path: str | Path) -> str:
             scales[f"current ({spec['rope_type']})"] = [d["current_scale"] for d in result["dimensions"]]
     others = [m for m in COMPARE if m != first]
     scales.update(method_scales(spec, others, factor))
-    try:
-        written = plot_png(spec, list(scales), factor, path, scales=scales)
-    except RopeconvError as exc:
-        if "matplotlib" not in exc.problem:
-            raise
-        return (f"{exc.problem}: {exc.fix}\n" + terminal_chart(spec, list(scales), factor, scales=scales))
+    written = plot_png(spec, list(scales), factor, path, scales=scales)
     return f"wrote {written}"

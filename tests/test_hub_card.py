@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
+import pytest
 from huggingface_hub import ModelCard
+from typer.testing import CliRunner
 
-from ropeconv.card import MARKER, SOURCE_START, build_card, probe_rows, write_card
+from ropeconv.card import MARKER, SOURCE_START, read_probe, write_card
+from ropeconv.cli import app
 
 SOURCE_CARD = """---
 license: llama3.1
@@ -37,10 +41,6 @@ RECORD = {
               "max_position_embeddings": 32768, "served_context": 32768, "attention_factor": 1.1386,
               "scaling": {"factor": 4.0, "original_max_position_embeddings": 8192}},
 }
-PROBE = {"verdict": {"passed": True, "summary": "perplexity stays flat past L0"},
-         "dataset": "python stdlib source",
-         "results": [{"length": 4096, "perplexity": 8.7, "baseline_perplexity": 7.73},
-                     {"length": 16384, "perplexity": 7.37, "baseline_perplexity": 443.0}]}
 
 
 def folder_with(tmp_path: Path, record: dict | None = RECORD, probe: dict | None = None,
@@ -57,7 +57,7 @@ def folder_with(tmp_path: Path, record: dict | None = RECORD, probe: dict | None
 
 
 def test_card_metadata_and_sections(tmp_path):
-    path = write_card(folder_with(tmp_path, probe=PROBE), repo_id="me/base-model-yarn-x4")
+    path = write_card(folder_with(tmp_path), repo_id="me/base-model-yarn-x4")
     card = ModelCard.load(path)
     data = card.data.to_dict()
     assert data["base_model"] == "org/base-model"
@@ -65,8 +65,7 @@ def test_card_metadata_and_sections(tmp_path):
     assert (data["license"], data["license_name"], data["pipeline_tag"], data["library_name"]) == (
         "llama3.1", "llama3.1", "text-generation", "transformers")
     assert data["language"] == ["en", "de"]
-    metrics = data["model-index"][0]["results"][0]["metrics"]
-    assert [(m["type"], m["value"]) for m in metrics] == [("perplexity", 8.7), ("perplexity", 7.37)]  # not the baseline
+    assert "model-index" not in data  # nothing was measured
     text = card.text
     assert "The weights were not changed or fine-tuned." in text
     assert "**8,192** to **32,768** tokens using YaRN by a factor of 4" in text
@@ -74,20 +73,22 @@ def test_card_metadata_and_sections(tmp_path):
     assert 'from_pretrained("me/base-model-yarn-x4"' in text
     assert "vllm serve me/base-model-yarn-x4 --max-model-len 32768" in text
     assert "llama-server -m base-model-yarn-x4.gguf -c 32768" in text
-    assert "Verdict: **passed** — perplexity stays flat past L0" in text
-    assert "| length | perplexity | baseline_perplexity |" in text and "| 16,384 | 7.37 | 443 |" in text
-    assert f"ropeconv extend org/base-model@{'a' * 40} --method yarn --factor 4 --beta-fast 32 --beta-slow 1" in text
+    assert "This output has not been probed" in text and "Verdict" not in text
+    assert f"ropeconv extend org/base-model@{'a' * 40} --method yarn --factor 4 --beta-fast 32 --beta-slow 1\n" in text
     assert text.index("## Original model card") > text.index("## Reproduce")
     assert "Trained by someone else. Cite them." in text and "[org/base-model]" in text
 
 
-def test_rewriting_the_card_keeps_the_source_card_once(tmp_path):
-    folder = folder_with(tmp_path)
+def test_rewriting_the_card_keeps_the_source_card_once(tmp_path, probed):
+    folder = tmp_path / "out"
+    shutil.copytree(probed["output"], folder)
+    (folder / "probe.json").rename(tmp_path / "probe.json")
+    (folder / "README.md").write_text(SOURCE_CARD)
     first = write_card(folder).read_text()
-    (folder / "probe.json").write_text(json.dumps(PROBE))
+    (tmp_path / "probe.json").rename(folder / "probe.json")
     second = write_card(folder).read_text()
     assert second.count("Trained by someone else.") == 1 and second.count(SOURCE_START) == 1
-    assert "## Probe" in second and "## Probe" not in first
+    assert "Verdict: **passed**" in second and "Verdict" not in first
     assert ModelCard(second).data.to_dict()["license"] == "llama3.1"  # inherited again from the first card
     (folder / "probe.json").unlink()
     assert write_card(folder).read_text() == first
@@ -110,15 +111,87 @@ def test_odd_inputs_still_give_a_card(tmp_path):
     text = write_card(folder).read_text()
     card = ModelCard(text)
     assert "license" not in card.data.to_dict() and "Body text survives." in text
-    assert "Verdict: **failed**" in text and "| 8192 | 99 |" in text
+    assert "Verdict" not in text and "This output has not been probed" in text  # not a probe.json of ropeconv's
     assert card.data.to_dict()["tags"][-1] == "linear"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "not changed or fine-tuned" in write_card(empty).read_text()
 
 
-def test_probe_rows_reads_several_shapes():
-    assert probe_rows({"rows": [{"tokens": 1, "ppl": 2.0}]}) == [{"tokens": 1, "ppl": 2.0}]
-    assert probe_rows({"perplexity": {"4096": 3.0}}) == [{"length": "4096", "perplexity": 3.0}]
-    assert probe_rows({"verdict": "pass"}) == []
-    assert build_card({}, {"results": [{"length": 8, "perplexity": float("nan")}]}).data.eval_results is None
+# ---- the probe section, from the probe.json `ropeconv probe` writes --------------------------------
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """A tiny model (L0 64) extended with YaRN ×4 and probed --quick against it by the real CLI."""
+    from test_probe import build_model
+
+    from ropeconv import api
+
+    root = tmp_path_factory.mktemp("card")
+    source = build_model(root / "tiny-src", "copy")
+    output = root / "tiny-src-yarn-x4"
+    api.extend(str(source), "yarn", factor=4, output=output)
+    text = root / "text.txt"
+    text.write_text("a" * 400)
+    result = CliRunner().invoke(app, ["probe", str(output), "--against", str(source), "--quick", "--text", str(text),
+                                      "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    return {"source": source, "output": output, "text": text, "result": json.loads(result.stdout)}
+
+
+def test_the_card_reports_the_probe_json_ropeconv_wrote(probed, tmp_path):
+    folder = tmp_path / "out"
+    shutil.copytree(probed["output"], folder)
+    result = probed["result"]
+    assert read_probe(json.loads((folder / "probe.json").read_text())) is not None
+    card = ModelCard.load(write_card(folder))
+    text = card.text
+    assert "## Probe" in text and "Verdict: **passed** — 3 check(s) within their thresholds" in text
+    assert f"on the text file text.txt, cpu, {result['dtype']}" in text and "L0 = 64" in text
+    assert ("| length | tiny-src | this model | tiny-src, past L0 | this model, past L0 | this model, last ¼ |"
+            in text)
+    for run in result["results"]:  # one row per probed length, this model's and the source's numbers
+        mine, theirs = run["model"], run["against"]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {run['length']} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) == pytest.approx(theirs["ppl"], rel=2e-3)
+        assert float(cells[2]) == pytest.approx(mine["ppl"], rel=2e-3)
+    metrics = card.data.to_dict()["model-index"][0]["results"][0]["metrics"]
+    assert [(m["name"], m["value"]) for m in metrics] == [
+        (f"perplexity @ {run['length']} tokens", run["model"]["ppl"]) for run in result["results"]]
+    assert str(probed["source"].parent) not in text  # the source by name, never a local path
+
+
+def test_a_probe_json_of_another_config_is_ignored(probed, tmp_path):
+    """A probe.json that measured a different config (copied in with a source, or from before a
+    change) says nothing about this output: no verdict, no table, no model-index."""
+    from ropeconv import api
+
+    other = tmp_path / "linear"
+    api.extend(str(probed["source"]), "linear", factor=2, output=other)
+    (other / "probe.json").write_bytes((probed["output"] / "probe.json").read_bytes())
+    card = ModelCard.load(write_card(other))
+    assert "Verdict" not in card.text and "This output has not been probed" in card.text
+    assert "model-index" not in card.data.to_dict()
+    unfingerprinted = json.loads((probed["output"] / "probe.json").read_text())
+    del unfingerprinted["model"]["config_sha256"]
+    (other / "probe.json").write_text(json.dumps(unfingerprinted))
+    assert "Verdict" not in write_card(other).read_text()
+
+
+def test_a_rebased_conversion_says_what_it_is(probed, tmp_path):
+    """`extend <yarn output> -m linear -f 2 --rebase`: scaled from the unscaled base (L0 64) to 128,
+    reproducible only with --rebase, and not probed (the yarn output's probe.json is not this one's)."""
+    from ropeconv import api
+
+    rebased = tmp_path / "rebased"
+    api.extend(str(probed["output"]), "linear", factor=2, output=rebased, rebase=True)
+    if not (rebased / "probe.json").exists():  # the writer may leave it behind; the card must not trust it
+        (rebased / "probe.json").write_bytes((probed["output"] / "probe.json").read_bytes())
+    text = write_card(rebased).read_text()
+    assert "extended from **64** to **128** tokens using linear interpolation" in text
+    assert "--method linear --factor 2 --rebase" in text
+    assert "Verdict" not in text and "This output has not been probed" in text
+    plain = tmp_path / "plain"
+    api.extend(str(probed["source"]), "linear", factor=2, output=plain)
+    assert "--rebase" not in write_card(plain).read_text()

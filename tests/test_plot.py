@@ -61,12 +61,43 @@ def test_inspect_plot_through_the_cli(tmp_path):
     result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--method", "yarn", "--factor", "4",
                                       "--plot", str(out)])
     assert result.exit_code == 0, result.output
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert "pip install 'ropeconv[plot]'" in result.output and "wavelength ≥ L0" in result.output
-    else:
-        assert out.read_bytes()[:4] == b"\x89PNG" and f"wrote {out}" in result.output
+    assert out.read_bytes()[:4] == b"\x89PNG" and f"wrote {out}" in result.output
+
+
+def test_inspect_plot_without_matplotlib_is_an_error_not_a_silent_success(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ropeconv.cli import app
+    from ropeconv.errors import EXIT_BAD_INPUT
+
+    # Stub: matplotlib made unimportable (sys.modules entry None), as on an install without the extra.
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    (tmp_path / "config.json").write_text((CORPUS / "qwen2.5-7b-instruct.json").read_text())
+    out = tmp_path / "p.png"
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path), "--plot", str(out)])
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert "matplotlib, which is not installed" in result.output and "pip install 'ropeconv[plot]'" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("factor", [4.0, 32.0])
+def test_scale_axis_reads_plain_numbers(factor):
+    pytest.importorskip("matplotlib")
+    from ropeconv.plot import figure, scale_ticks
+
+    fig = figure(spec_of("llama-3.1-8b-instruct"), ["linear", "ntk", "yarn", "llama3"], factor)
+    fig.canvas.draw()
+    scale_axis = fig.axes[1]
+    labels = [t.get_text() for t in scale_axis.get_yticklabels() if t.get_text()]
+    labels += [t.get_text() for t in scale_axis.get_yticklabels(minor=True) if t.get_text()]
+    assert labels and not [text for text in labels if "10" in text and ("×" in text or "^" in text)], labels
+    assert [float(t.replace("−", "-")) for t in labels[:3]] == [1, 2, 4]
+    assert scale_ticks(factor)[-1] >= factor and scale_ticks(4.0) == [1, 2, 4]
 
 
 def test_plot_from_inspect_uses_the_conversion_scales(tmp_path):

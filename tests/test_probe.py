@@ -338,7 +338,7 @@ def test_model_that_does_not_load(tmp_path, models):
         (broken / name).write_bytes((models["copy"] / name).read_bytes())  # no weights
     assert_one_line_error(cli(broken, "--lengths", "48", "--text", write_text(tmp_path, "a" * 100)),
                           "cannot load")
-    assert_one_line_error(cli(tmp_path / "missing"), "does not exist")
+    assert_one_line_error(cli(tmp_path / "missing"), "no local folder")
 
 
 def test_bad_device_and_dataset_without_library(models, tmp_path):
@@ -425,9 +425,190 @@ def test_cli_and_probe_modules_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, ropeconv.cli, ropeconv.cli.probe, ropeconv.probe, ropeconv.probe.render, "
-            "ropeconv.probe.verdict, ropeconv.probe.text, ropeconv.probe.measure, ropeconv.probe.passkey, "
+    code = ("import sys, ropeconv.cli, ropeconv.cli.probe, ropeconv.cli.probe_render, ropeconv.probe, "
+            "ropeconv.probe.progress, ropeconv.probe.verdict, ropeconv.probe.text, ropeconv.probe.measure, ropeconv.probe.passkey, "
             "ropeconv.smollm; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# ---- dtype: the fastest faithful one for the device ------------------------------------------
+
+CPUINFO_AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma f16c\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n"
+CPUINFO_SAPPHIRE = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+CPUINFO_NEOVERSE = "Features\t: fp asimd evtstrm aes sha2 crc32 atomics bf16 i8mm\n"
+
+
+def test_cpu_flags_are_read_from_cpuinfo():
+    assert measure.cpu_flags(CPUINFO_AVX2) == {"fpu", "sse", "sse2", "avx", "avx2", "fma", "f16c"}
+    assert "bf16" in measure.cpu_flags(CPUINFO_NEOVERSE)
+    assert measure.cpu_flags("") is None
+
+
+@pytest.mark.parametrize("cpuinfo, dtype, says", [
+    (CPUINFO_AVX2, "float32", "no native bfloat16"),
+    (CPUINFO_SAPPHIRE, "bfloat16", "AVX-512 BF16, AMX-BF16"),
+    (CPUINFO_NEOVERSE, "bfloat16", "Arm BF16"),
+])
+def test_auto_dtype_on_cpu_follows_its_features(cpuinfo, dtype, says):
+    choice = measure.cpu_dtype_choice(measure.cpu_flags(cpuinfo))
+    assert choice.dtype == dtype and says in choice.reason
+
+
+def test_auto_dtype_without_cpuinfo_is_float32(monkeypatch):
+    monkeypatch.setattr(measure, "cpu_flags", lambda cpuinfo=None: None)
+    assert measure.dtype_choice("cpu").dtype == "float32"
+
+
+def test_explicit_dtype_is_kept_and_a_typo_is_refused():
+    import torch
+
+    assert measure.pick_dtype("cpu", "bfloat16") is torch.bfloat16
+    assert measure.dtype_choice("cpu", "float16").reason == "asked for with --dtype"
+    with pytest.raises(RopeconvError, match="did you mean 'bfloat16'"):
+        measure.dtype_choice("cpu", "bfloat")
+
+
+def test_the_result_says_which_dtype_and_why(models, tmp_path):
+    text = write_text(tmp_path, "a" * 400)
+    report = json.loads(cli(models["copy"], "--lengths", "48", "--text", text, "--device", "cpu", "--json").stdout)
+    expected = measure.cpu_dtype_choice()  # this machine's CPU
+    assert (report["dtype"], report["dtype_reason"]) == (expected.dtype, expected.reason)
+
+
+# ---- the time estimate and progress --------------------------------------------------------
+
+class Recorder:
+    """A ProbeReporter that keeps every call, in order."""
+
+    def __new__(cls):
+        from ropeconv.probe import ProbeReporter
+
+        class _Recorder(ProbeReporter):
+            def __init__(self):
+                self.calls = []
+
+            def estimate(self, estimate):
+                self.calls.append(("estimate", estimate))
+
+            def begin(self, step):
+                self.calls.append(("begin", step))
+
+            def advance(self, ticks=1):
+                self.calls.append(("advance", ticks))
+
+            def end(self, step, line):
+                self.calls.append(("end", step, line))
+
+            def note(self, line):
+                self.calls.append(("note", line))
+
+        return _Recorder()
+
+
+def test_the_estimate_comes_first_then_numbered_steps(models, tmp_path):
+    from ropeconv.probe import run_probe
+
+    text = write_text(tmp_path, "a" * 400)
+    recorder = Recorder()
+    result = run_probe(models["copy"], against=models["random"], lengths="48,128", text=text, device="cpu",
+                       progress=recorder)
+    kinds = [c[0] for c in recorder.calls if c[0] != "note"]
+    assert kinds[0] == "estimate" and kinds.count("begin") == kinds.count("end") == 2
+    estimate = recorder.calls[[c[0] for c in recorder.calls].index("estimate")][1]
+    assert estimate.warmup_tokens == 128 and estimate.warmup_seconds > 0 and estimate.seconds > 0
+    # static RoPE: one pass over the longest window per model gives the 48-token length too
+    assert [(s["role"], s["length"]) for s in estimate.steps] == [("against", 128), ("model", 128)]
+    steps = [c[1] for c in recorder.calls if c[0] == "begin"]
+    assert [(s.index, s.count, s.role, s.length) for s in steps] == [(1, 2, "against", 128), (2, 2, "model", 128)]
+    # every advance() of token_losses lands inside its step, and adds up to the step's tick count
+    for step in steps:
+        i = recorder.calls.index(("begin", step))
+        j = next(k for k, c in enumerate(recorder.calls) if c[0] == "end" and c[1] is step)
+        assert sum(c[1] for c in recorder.calls[i:j] if c[0] == "advance") == step.ticks
+        assert "48 tokens: perplexity" in recorder.calls[j][2] and "128 tokens: perplexity" in recorder.calls[j][2]
+    assert result["estimate"]["warmup_tokens"] == 128 and len(result["estimate"]["steps"]) == 2
+
+
+def test_shorter_lengths_from_the_longest_window_equal_their_own_windows(models, tmp_path):
+    from ropeconv.probe import measured_windows, run_probe
+
+    text = write_text(tmp_path, noisy(400, seed=3))
+    together = run_probe(models["random"], lengths="48,128", text=text, device="cpu", dtype="float32",
+                         progress=False)
+    alone = run_probe(models["random"], lengths="48", text=text, device="cpu", dtype="float32", progress=False)
+    short, own = together["results"][0]["model"], alone["results"][0]["model"]
+    assert short["prefix_of"] == 128 and "prefix_of" not in own
+    for key in ("ppl", "ppl_inside", "ppl_last_quarter", "mean_nll"):
+        assert short[key] == pytest.approx(own[key], rel=1e-5), key
+    assert [b["ppl"] for b in short["buckets"]] == pytest.approx([b["ppl"] for b in own["buckets"]], rel=1e-5)
+    assert measured_windows([4096, 12288], "yarn") == [12288]
+    assert measured_windows([4096, 12288], "dynamic") == [4096, 12288]  # its θ depends on the pass length
+
+
+def test_estimate_scales_with_the_window_arithmetic(models):
+    import torch
+
+    from ropeconv.probe.progress import window_cost
+
+    model = measure.load_model(models["random"], "cpu", torch.float32)
+    linear, attention = measure.flops_per_token(model)
+    # 2 layers × (q, o 64·64 + k, v 64·32 + MLP 3·64·128 + 2 norms of 64), final norm, LM head 64·vocab
+    assert linear == 2 * (2 * (64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128 + 2 * 64) + 64 + 64 * VOCAB)
+    assert attention == 2 * 2 * 4 * 16
+    assert window_cost(2048, linear, attention) / window_cost(1024, linear, attention) > 2  # attention ∝ n²
+
+
+def test_a_long_estimate_warns_and_says_how_to_shorten(models, tmp_path, monkeypatch):
+    import ropeconv.probe as probe_module
+    from ropeconv.probe.progress import shorten_hint
+
+    monkeypatch.setattr(probe_module, "LONG_ESTIMATE_SECONDS", -1.0)  # any estimate, even 0 s on a fast machine
+    text = write_text(tmp_path, "a" * 400)
+    human = cli(models["copy"], "--lengths", "48,128", "--text", text, "--device", "cpu")
+    assert "estimated time: about" in human.stderr
+    assert "warning: this probe will take about" in human.stderr
+    # --quick is offered only when it is shorter than the run asked for (on a fast machine the tiny
+    # model's 4k + 1.5 × L0 quick windows may not be): the GPU advice is always there
+    assert "to shorten it:" in human.stderr and "a GPU (--device cuda)" in " ".join(human.stderr.split())
+    assert shorten_hint(95.0) == ("to shorten it: --quick (4k and 1.5 × L0 in one pass per model: about 1 min 35 s "
+                                  "here), or a GPU (--device cuda)")
+    result = json.loads(cli(models["copy"], "--lengths", "48,128", "--text", text, "--device", "cpu",
+                            "--json").stdout)
+    assert result["estimate"]["hint"].startswith("to shorten it: --quick")
+    quick = json.loads(cli(models["copy"], "--quick", "--text", text, "--device", "cpu", "--json").stdout)
+    assert quick["estimate"]["hint"] == "to shorten it: a GPU (--device cuda)"  # --quick is already short
+
+
+def test_quick_says_how_long_the_full_probe_would_take(models, tmp_path):
+    from ropeconv import api
+
+    out = tmp_path / "extended"
+    api.extend(str(models["copy"]), "yarn", factor=4, output=out)
+    text = write_text(tmp_path, "a" * 400)
+    report = json.loads(cli(out, "--quick", "--against", models["copy"], "--text", text, "--json").stdout)
+    full = report["full_probe"]
+    assert full["lengths"] == default_lengths(TRAINED, 4 * TRAINED) == [64, 128, 256] and full["models"] == 2
+    assert full["estimated_seconds"] > 0
+    human = cli(out, "--quick", "--against", models["copy"], "--text", text)
+    assert "the full one (lengths 64, 128, 256, both models) would take about" in " ".join(human.stdout.split())
+
+
+def test_the_library_never_imports_the_cli():
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "ropeconv"
+    for path in [*(here / "probe").glob("*.py"), here / "card.py", here / "plot.py", here / "smollm.py"]:
+        assert "ropeconv.cli" not in path.read_text(encoding="utf-8"), path
+    code = ("import sys, ropeconv.probe, ropeconv.probe.measure, ropeconv.probe.progress, ropeconv.card, "
+            "ropeconv.plot; print([m for m in sys.modules if m.startswith('ropeconv.cli')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_help_keeps_the_revision_syntax():
+    for command in ("probe", "inspect"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "org/name[@revision]" in result.output, command

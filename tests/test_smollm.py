@@ -60,7 +60,7 @@ def test_folder_is_a_complete_transformers_checkpoint(folder):
 def test_transformers_reads_the_same_rope(folder):
     from transformers import AutoConfig, AutoTokenizer
 
-    from ropeconv.source import read_config
+    from ropeconv.folder import read_config
     from ropeconv.spec import read_spec
 
     config = AutoConfig.from_pretrained(folder)

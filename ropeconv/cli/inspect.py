@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 @with_method_options
 def inspect_command(
-    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name\\[@revision]) or .gguf file."),
     method: str = typer.Option(None, "--method", "-m", help="Show what this method would do per dimension."),
     factor: str = typer.Option(None, "--factor", "-f", help="Scale factor for --method."),
     target_context: str = typer.Option(None, "--target-context", help="Target context for --method (instead of --factor)."),
@@ -49,10 +49,11 @@ def _plot(result: dict, path: Path) -> str:
     return plotting.plot_from_inspect(result, path)
 
 
-def render_inspect(result: dict) -> None:
+def render_inspect(result: dict, out=None) -> None:
     from rich.table import Table
 
-    out = console()
+    out = out or console()
+    out.soft_wrap = False  # rich wraps long lines at spaces; the terminal would cut words
     if "spec" not in result:  # GGUF inspection has its own shape
         out.print_json(data=result)
         return
@@ -69,7 +70,7 @@ def render_inspect(result: dict) -> None:
                         + (", interleaved pairs" if spec["interleaved"] else "")),
         ("trained context L0", f"{spec['original_context']} (from {spec['original_context_source']})"),
         ("advertised context", f"{spec['max_position_embeddings']} (max_position_embeddings)"),
-        ("scaling", spec["rope_type"] + (f" {spec['scaling']}" if spec["scaling"] else "")),
+        ("scaling", spec["rope_type"] + (f": {scaling_text(spec['scaling'])}" if spec["scaling"] else "")),
         ("context it gives", str(spec["served_context"])),
         ("attention factor", f"{spec['attention_factor']:.10g}"),
         ("config shape", spec["config_shape"] + (f", nested by layer type {spec['nested_layer_types']}, "
@@ -78,7 +79,7 @@ def render_inspect(result: dict) -> None:
          + (f" … ({len(result['buffers'])} in all)" if len(result["buffers"]) > 4 else "") if result["buffers"] else "none"),
     ]
     if spec["extra"]:
-        rows.append(("kept as-is", str(spec["extra"])))
+        rows.append(("kept as-is", scaling_text(spec["extra"])))
     for row in rows:
         table.add_row(*row)
     out.print(table)
@@ -103,6 +104,23 @@ def render_inspect(result: dict) -> None:
                   f"(`ropeconv check` for the engine table)")
     if result.get("plot"):
         out.print(result["plot"], markup=False)
+
+
+def scaling_text(values: dict) -> str:
+    """`{'factor': 4.0, 'original_max_position_embeddings': 8192}` as 'factor 4, original_max_position_embeddings
+    8192' (lists of per-dimension factors as their length)."""
+    def value(v) -> str:
+        if isinstance(v, bool) or v is None:
+            return str(v).lower() if v is not None else "null"
+        if isinstance(v, (int, float)):
+            return f"{v:g}"
+        if isinstance(v, (list, tuple)):
+            return f"[{len(v)} values]" if len(v) > 4 else "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + scaling_text(v) + "}"
+        return str(v)
+
+    return ", ".join(f"{k} {value(v)}" for k, v in values.items())
 
 
 def _dimension_table(result: dict):

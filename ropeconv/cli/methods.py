@@ -20,15 +20,39 @@ def methods_command(as_json: bool = JSON_OPTION, debug: bool = DEBUG_OPTION) -> 
                  "short_context_cost": m.short_context, "engines": m.engines,
                  "parameters": {k: v for k, v in m.params.items()}} for m in METHODS.values()]
 
-    def render(rows: list[dict]) -> None:
-        from rich.table import Table
+    run(body, as_json=as_json, debug=debug, render=render_methods)
 
+
+# Below this width five columns of prose are too narrow: one block per method instead.
+TABLE_MIN_WIDTH = 140
+
+
+def render_methods(rows: list[dict], out=None) -> None:
+    """Prose wraps at spaces at any width: a five-column table on wide terminals, else one block of
+    label/text rows per method."""
+    from rich.table import Table
+
+    out = out or console()
+    out.soft_wrap = False
+    labels = (("what it does", "summary"), ("training", "training"), ("short context", "short_context_cost"),
+              ("engines", "engines"))
+    if out.width >= TABLE_MIN_WIDTH:
         table = Table(show_lines=True)
-        for col in ("method", "what it does", "training", "short context", "engines"):
-            table.add_column(col)
+        table.add_column("method", no_wrap=True)
+        for label, _ in labels:
+            table.add_column(label)
         for r in rows:
             name = r["name"] if r["convertible"] else f"{r['name']}\n(not convertible)"
-            table.add_row(name, r["summary"], r["training"], r["short_context_cost"], r["engines"])
-        console().print(table)
-
-    run(body, as_json=as_json, debug=debug, render=render)
+            table.add_row(name, *(r[key] for _, key in labels))
+        out.print(table)
+        return
+    for r in rows:
+        title = r["name"] + ("" if r["convertible"] else " (not convertible)")
+        table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
+                      padding=(0, 1, 0, 2))
+        table.add_column(no_wrap=True, style="dim")
+        table.add_column()
+        for label, key in labels:
+            table.add_row(label, r[key])
+        out.print(table)
+        out.print()

@@ -23,19 +23,21 @@ def register(app: typer.Typer) -> None:
 
 
 def probe_command(
-    model: str = typer.Argument(..., help="Model folder or Hub repo id (org/name[@revision]) to probe."),
+    model: str = typer.Argument(..., help="Model folder or Hub repo id (org/name\\[@revision]) to probe."),
     against: str = typer.Option(None, "--against", help="The model it was made from: compared at every length."),
     lengths: str = typer.Option(None, "--lengths", help="Window lengths in tokens, e.g. 4k,16k,32768 "
                                 "(default: 4k, 2×L0 and the served context)."),
-    quick: bool = typer.Option(False, "--quick", help="Two lengths only: one inside L0, one past it (L0 × 1.5)."),
+    quick: bool = typer.Option(False, "--quick", help="Two lengths only: one inside L0 (4k), one past it (L0 × 1.5); "
+                               "the result says how long the full probe would take."),
     passkey: bool = typer.Option(False, "--passkey", help="Also run passkey retrieval at each length."),
     depths: str = typer.Option(None, "--depths", help="Passkey depths, fractions of the prompt (default 0.1,0.5,0.9)."),
     text: Path = typer.Option(None, "--text", help=TEXT_HELP),
     dataset: str = typer.Option(None, "--dataset", help="Hugging Face dataset NAME[:config[:split]] "
                                 "(needs `pip install datasets`)."),
     device: str = typer.Option("auto", "--device", help="auto, cuda, mps or cpu."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16; float16 on GPUs without bf16), bfloat16, "
-                              "float16 or float32."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (GPU: bfloat16, or float16 without bf16; CPU: "
+                              "bfloat16 where the CPU computes it natively, else float32), bfloat16, float16 or "
+                              "float32."),
     original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
     max_short_ratio: float = typer.Option(None, "--max-short-ratio", help="Fail when perplexity inside L0 exceeds "
                                           "BASE's by more than this ratio (default 1.25)."),
@@ -55,14 +57,21 @@ def probe_command(
         return run_probe(model, against=against, lengths=lengths, quick=quick, passkey=passkey, device=device,
                          dtype=dtype, text=text, dataset=dataset, thresholds=thresholds,
                          original_context=original_context, depths=depths, save=not no_save,
-                         progress=not as_json)
+                         progress=probe_progress(enabled=not as_json))  # run_probe closes it
 
     run(body, as_json=as_json, debug=debug, render=render_probe, exit_code=exit_code)
 
 
+def probe_progress(enabled: bool = True):
+    """What `probe` and `extend --probe` pass to run_probe: the estimate, then steps with an ETA."""
+    from ropeconv.cli.probe_render import RichProbeReporter
+
+    return RichProbeReporter(enabled)
+
+
 def render_probe(result: dict) -> None:
     """Print a probe result for people (`extend --probe` prints the same)."""
-    from ropeconv.probe.render import render
+    from ropeconv.cli.probe_render import render
 
     render(result)
 

@@ -8,19 +8,22 @@ This module imports only light things: torch and transformers load inside the fu
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ropeconv.errors import RopeconvError
-from ropeconv.plan import parse_tokens
-from ropeconv.probe.verdict import Thresholds, judge
+from ropeconv.numbers import parse_tokens
+from ropeconv.probe.progress import (LONG_ESTIMATE_SECONDS, Estimate, ProbeReporter, ProbeStep, TextReporter,
+                                     shorten_hint, window_cost)
+from ropeconv.probe.verdict import Thresholds, judge, source_checks
 
 RESULT_NAME = "probe.json"
-RECORD_NAME = "ropeconv.json"  # marks a ropeconv output folder (written by extend)
 SHORT_LENGTH = 4096
 MIN_LENGTH = 16
 
-__all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESULT_NAME"]
+__all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESULT_NAME", "ProbeReporter",
+           "TextReporter", "ProbeStep", "Estimate"]
 
 
 # ---- lengths -------------------------------------------------------------------------------------
@@ -56,16 +59,24 @@ def default_lengths(trained: int, served: int, quick: bool = False) -> list[int]
 
 # ---- the probe -----------------------------------------------------------------------------------
 
+WARMUP_TOKENS = 1024
+
+
 def run_probe(model: str | Path, against: str | Path | None = None, lengths: str | list[int] | None = None,
               quick: bool = False, passkey: bool = False, device: str = "auto", dtype: str = "auto",
               text: str | Path | None = None, dataset: str | None = None, thresholds: Thresholds | None = None,
               original_context: int | None = None, depths: str | list[float] | None = None,
-              buckets: int = 8, chunk: int = 1024, save: bool = True, progress: bool = True) -> dict:
+              buckets: int = 8, chunk: int = 1024, save: bool = True,
+              progress: bool | ProbeReporter | None = True) -> dict:
     """Measure MODEL (and BASE, when `against` is given) at each length and judge the result.
 
     Returns a JSON-able dict; `result["verdict"]["status"]` is "pass", "fail" or "inconclusive".
     When MODEL is a ropeconv output folder (it holds ropeconv.json) and `save`, the result is also
     written there as probe.json (atomically).
+
+    `progress`: a `ProbeReporter` (the CLI passes one that draws steps and an ETA), True for plain
+    lines on stderr, False/None for silence. Before the long work a short timed warm-up gives an
+    estimate of the whole run (`result["estimate"]`), passed to the reporter first.
     """
     from ropeconv.probe import measure, text as texts
 
@@ -84,41 +95,95 @@ def run_probe(model: str | Path, against: str | Path | None = None, lengths: str
         depth_list = parse_depths(depths)
     source_text = texts.load_text(text, dataset, min_tokens=max(wanted))
     device_name = measure.pick_device(device)
-    torch_dtype = measure.pick_dtype(device_name, dtype)
-    reporter = _Reporter(progress)
+    choice = measure.dtype_choice(device_name, dtype)
+    torch_dtype = measure.pick_dtype(device_name, choice.dtype)
+    setup = _Setup(target=target, base=base, lengths=wanted, trained=trained, quick=quick and lengths is None,
+                   depths=depth_list, text=source_text, device=device_name, dtype=choice, torch_dtype=torch_dtype,
+                   thresholds=thresholds, buckets=buckets, chunk=chunk, save=save, started=started)
+    reporter = _reporter(progress)
+    try:
+        return _measure_and_judge(setup, reporter)
+    finally:
+        reporter.close()
 
+
+@dataclass(frozen=True)
+class _Setup:
+    """One probe run, its inputs checked: what to measure, on what, and how to judge it."""
+
+    target: dict  # _describe(MODEL)
+    base: dict | None  # _describe(BASE) with --against
+    lengths: list[int]
+    trained: int  # L0
+    quick: bool  # --quick chose the lengths
+    depths: list[float] | None  # passkey depths; None without --passkey
+    text: Any  # probe.text.Text
+    device: str
+    dtype: Any  # measure.DtypeChoice
+    torch_dtype: Any
+    thresholds: Thresholds
+    buckets: int
+    chunk: int
+    save: bool
+    started: float  # time.perf_counter() at the start
+
+
+def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
+    from ropeconv.probe import measure, text as texts
+
+    target, base, wanted, trained, quick = setup.target, setup.base, setup.lengths, setup.trained, setup.quick
+    source_text, device_name, chunk, buckets = setup.text, setup.device, setup.chunk, setup.buckets
+    passkey, depth_list, thresholds = setup.depths is not None, setup.depths, setup.thresholds
+    roles = [(role, info) for role, info in (("against", base), ("model", target)) if info is not None]
+    # Which windows each model needs: with static RoPE the shorter lengths are prefixes of the longest.
+    windows = {role: measured_windows(wanted, info["record"]["rope_type"]) for role, info in roles}
     runs = [{"length": n} for n in wanted]
     token_info: dict[str, Any] = {}
     warnings: list[str] = []
     passkey_result = None
-    for role, info in (("against", base), ("model", target)):
-        if info is None:
-            continue
+    quick_windows = measured_windows(default_lengths(trained, target["served_context"], quick=True),
+                                     target["record"]["rope_type"])
+    timer = _Timer([(role, n) for role, _ in roles for n in windows[role]], quick_windows, quick, chunk)
+    for role, info in roles:
         label = f"{'before' if role == 'against' else 'after' if base else 'model'}: {info['label']}"
         tokenizer = _load_tokenizer(info["path"])
         ids = texts.tokenize(tokenizer, source_text, max(wanted))
         token_info[role] = texts.token_fingerprint(ids)
-        with reporter.task(f"loading {label}", None):
-            loaded = measure.load_model(info["path"], device_name, torch_dtype)
+        reporter.note(f"loading {label}")
+        t0 = time.perf_counter()
+        loaded = measure.load_model(info["path"], device_name, setup.torch_dtype)
         try:
-            for run in runs:
-                n = run["length"]
-                window = ids[:n]
+            if timer.estimate is None:
+                timer.warm_up(loaded, ids, time.perf_counter() - t0, device_name)
+                reporter.estimate(timer.estimate)
+            for window in windows[role]:
+                step = timer.step(role, label, window, measure.steps_for(loaded, window, chunk))
+                reporter.begin(step)
                 t0 = time.perf_counter()
-                with reporter.task(f"{label} · {n} tokens", measure.steps_for(loaded, n, chunk)) as advance:
-                    losses = _guarded(lambda: measure.token_losses(loaded, window, chunk=chunk, advance=advance),
-                                      f"measuring {n} tokens", device_name)
-                summary = measure.summarize(losses, trained, buckets)
-                summary["seconds"] = round(time.perf_counter() - t0, 2)
-                run[role] = summary
-                reporter.note(f"{label} at {n} tokens: perplexity {_fmt(summary['ppl'])}"
-                              f" ({summary['seconds']:.0f} s)")
+                losses = _guarded(lambda: measure.token_losses(loaded, ids[:window], chunk=chunk,
+                                                               advance=reporter.advance),
+                                  f"measuring {window} tokens", device_name)
+                seconds = round(time.perf_counter() - t0, 2)
+                timer.measured(window, seconds)
+                for run in runs:  # this window's own length, and the shorter ones it is the prefix of
+                    n = run["length"]
+                    if n > window or role in run:
+                        continue
+                    summary = measure.summarize(losses[:n - 1], trained, buckets)
+                    summary["seconds"] = seconds if n == window else 0.0
+                    if n != window:
+                        summary["prefix_of"] = window
+                    run[role] = summary
+                line = "; ".join(f"{r['length']} tokens: perplexity {_fmt(r[role]['ppl'])}" for r in runs
+                                 if role in r and (r["length"] == window or r[role].get("prefix_of") == window))
+                reporter.end(step, f"{label} at {line} ({seconds:.0f} s)")
             if role == "model" and passkey:
                 from ropeconv.probe.passkey import run_passkey
 
-                with reporter.task(f"{label} · passkey", len(wanted) * len(depth_list)) as advance:
-                    passkey_result = _guarded(lambda: run_passkey(loaded, tokenizer, wanted, depth_list, advance),
-                                              "running the passkey test", device_name)
+                reporter.note(f"{label} · passkey at {len(wanted) * len(depth_list)} prompts")
+                passkey_result = _guarded(lambda: run_passkey(loaded, tokenizer, wanted, depth_list,
+                                                              reporter.advance),
+                                          "running the passkey test", device_name)
         finally:
             loaded = None  # drop the weights before the next model loads
             measure.release_memory(device_name)
@@ -126,35 +191,115 @@ def run_probe(model: str | Path, against: str | Path | None = None, lengths: str
         warnings.append("MODEL and BASE tokenize the text differently: their perplexities are not directly comparable")
 
     verdict = judge(runs, trained, thresholds, passkey_result)
+    if base is not None:
+        verdict["source_checks"] = source_checks(runs, trained, thresholds)
     result = {
         "model": target["record"],
         "against": base["record"] if base else None,
         "device": device_name,
-        "dtype": str(torch_dtype).replace("torch.", ""),
+        "dtype": setup.dtype.dtype,
+        "dtype_reason": setup.dtype.reason,
         "text": {**source_text.describe(), "tokens_sha256": token_info.get("model")},
         "method": _method_note(trained, buckets, chunk),
         "lengths": wanted,
+        "quick": quick,
         "trained_context": trained,
         "results": runs,
         "passkey": passkey_result,
         "thresholds": thresholds.to_dict(),
         "verdict": verdict,
         "warnings": warnings,
-        "seconds": round(time.perf_counter() - started, 2),
+        "estimate": timer.estimate.to_dict() if timer.estimate else None,
+        "seconds": round(time.perf_counter() - setup.started, 2),
     }
+    if quick and timer.estimate is not None:
+        full = default_lengths(trained, target["served_context"])
+        result["full_probe"] = {"lengths": full, "models": len(roles),
+                                "estimated_seconds": round(timer.predict(measured_windows(full, target["record"]["rope_type"])), 1)}
     if base is None and verdict["status"] != "fail":
         source = target.get("recorded_source") or "SOURCE"
         result["hint"] = (f"without --against only the level past L0 is judged; a conversion worse everywhere "
                           f"than its source also passes it: compare with --against {source}")
-    if save and target["is_ropeconv_output"]:
+    if setup.save and target["is_ropeconv_output"]:
         result["saved"] = _save(Path(target["path"]) / RESULT_NAME, result, warnings)
     return result
 
 
+# RoPE that depends on the length of the forward pass: transformers recomputes dynamic NTK's θ from
+# it and switches LongRoPE's factors past L0, so a window's first L tokens are not an L-token window.
+LENGTH_DEPENDENT_ROPE = ("dynamic", "longrope")
+
+
+def measured_windows(lengths: list[int], rope_type: str) -> list[int]:
+    """The forward passes a model needs for `lengths`. Attention is causal, so with static RoPE the
+    losses of the first L tokens of a longer window are those of an L-token window: one pass over
+    the longest length gives them all. Length-dependent RoPE is measured window by window."""
+    return list(lengths) if rope_type in LENGTH_DEPENDENT_ROPE else [max(lengths)]
+
+
+class _Timer:
+    """The run's time estimate: a warm-up window timed on the first model loaded, scaled to each planned
+    window by its arithmetic (`window_cost`), then corrected by each window actually measured."""
+
+    def __init__(self, plan: list[tuple[str, int]], quick_windows: list[int], quick: bool, chunk: int):
+        self.plan, self.quick_windows, self.quick, self.chunk = plan, quick_windows, quick, chunk
+        self.models = len({role for role, _ in plan})
+        self.estimate: Estimate | None = None
+        self.costs: tuple[float, float] = (1.0, 0.0)
+        self.seconds_per_flop = 0.0
+        self.load_seconds = 0.0
+        self.done = 0
+        self.measured_cost = 0.0
+        self.measured_seconds = 0.0
+
+    def cost(self, length: int) -> float:
+        return window_cost(length, *self.costs)
+
+    def warm_up(self, model, ids: list[int], load_seconds: float, device: str) -> None:
+        from ropeconv.probe import measure
+
+        self.costs = measure.flops_per_token(model)
+        tokens = min(WARMUP_TOKENS, len(ids), min(n for _, n in self.plan))
+        t0 = time.perf_counter()
+        measure.token_losses(model, ids[:tokens], chunk=self.chunk)
+        if device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        warmup = time.perf_counter() - t0
+        self.seconds_per_flop = warmup / self.cost(tokens)
+        self.load_seconds = load_seconds
+        seconds = [self.seconds_per_flop * self.cost(n) for _, n in self.plan]
+        steps = [{"role": role, "length": n, "seconds": round(t, 1)} for (role, n), t in zip(self.plan, seconds)]
+        total = self.models * load_seconds + sum(seconds) - load_seconds  # the first load is done
+        self.estimate = Estimate(seconds=total, warmup_tokens=tokens, warmup_seconds=warmup,
+                                 load_seconds=load_seconds, steps=steps)
+        if total > LONG_ESTIMATE_SECONDS:
+            quick = None if self.quick else self.predict(self.quick_windows) - load_seconds
+            self.estimate.hint = shorten_hint(quick if quick is not None and quick < total else None)
+
+    def predict(self, windows: list[int]) -> float:
+        """Seconds to load every model and run each over `windows`, at the rate seen so far."""
+        rate = (self.measured_seconds / self.measured_cost) if self.measured_cost else self.seconds_per_flop
+        return self.models * (self.load_seconds + sum(rate * self.cost(n) for n in windows))
+
+    def step(self, role: str, label: str, length: int, ticks: int) -> ProbeStep:
+        self.done += 1
+        rate = (self.measured_seconds / self.measured_cost) if self.measured_cost else self.seconds_per_flop
+        return ProbeStep(index=self.done, count=len(self.plan), role=role, label=label,
+                         length=length, ticks=ticks, estimated_seconds=rate * self.cost(length))
+
+    def measured(self, length: int, seconds: float) -> None:
+        self.measured_cost += self.cost(length)
+        self.measured_seconds += seconds
+
+
 def _describe(model: str | Path, original_context: int | None) -> dict:
     """Where MODEL is, what its config says about RoPE, and how to name it in output."""
-    from ropeconv.source import read_config, resolve
-    from ropeconv.spec import read_spec
+    from ropeconv.api import config_fingerprint
+    from ropeconv.record import read_folder_record, read_spec_with_record
+    from ropeconv.folder import read_config
+    from ropeconv.source import resolve
 
     source = resolve(str(model), need="weights")
     if source.kind == "gguf":
@@ -162,28 +307,26 @@ def _describe(model: str | Path, original_context: int | None) -> dict:
                             "probe the safetensors folder it came from (or the one `ropeconv extend` wrote)")
     folder = Path(source.path)
     config = read_config(folder)
-    spec = read_spec(config, original_context)
-    record_path = folder / RECORD_NAME
-    recorded = _recorded_source(record_path)
+    # A ropeconv output knows the context its base was trained at: an NTK output's config only has
+    # a new θ and the served max_position_embeddings, which would read as L0.
+    spec = read_spec_with_record(folder, config, original_context)
+    recorded = read_folder_record(folder)
     label = source.repo_id or folder.name or str(folder)
     return {
         "path": folder, "label": label, "original_context": spec.original_context,
         "served_context": spec.served_context(),
         # Only local folders get probe.json: a Hub repo's files live in the shared download cache.
-        "is_ropeconv_output": source.kind == "local" and record_path.is_file(),
-        "recorded_source": recorded,
+        "is_ropeconv_output": source.kind == "local" and recorded is not None,
+        "recorded_source": _recorded_source(recorded.source if recorded else {}),
+        # config_sha256: which config was measured (the model card ignores a probe.json of another config)
         "record": {**source.to_dict(), "rope_type": spec.rope_type, "factor": spec.factor,
-                   "original_context": spec.original_context, "served_context": spec.served_context()},
+                   "original_context": spec.original_context, "served_context": spec.served_context(),
+                   "config_sha256": config_fingerprint(folder)},
     }
 
 
-def _recorded_source(record_path: Path) -> str | None:
-    """The local source folder an earlier `ropeconv extend` recorded, when it still exists."""
-    from ropeconv.source import read_json_object
-
-    source = (read_json_object(record_path) or {}).get("source")
-    if not isinstance(source, dict):
-        return None
+def _recorded_source(source: dict) -> str | None:
+    """The source an earlier `ropeconv extend` recorded: its repo id, or its local folder when it still exists."""
     path = source.get("repo_id") or source.get("path")
     if not isinstance(path, str):
         return None
@@ -229,6 +372,9 @@ def _method_note(trained: int, buckets: int, chunk: int) -> dict:
         "reference": "past-L0 buckets are judged against the second half of the trained window "
                      f"(positions {trained // 2}–{trained})",
         "last_quarter": "the last quarter of the query positions",
+        "windows": "attention is causal, so with static RoPE a shorter length is the first L tokens of the "
+                   "longest window, measured in the same pass (`prefix_of`); dynamic and LongRoPE models, whose "
+                   "RoPE depends on the length of the pass, get one pass per length",
     }
 
 
@@ -249,22 +395,7 @@ def _fmt(value: float | None) -> str:
     return _f(value)
 
 
-class _Reporter:
-    """Progress bars and one-line notes on stderr; silent when disabled (--json, library use)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-
-    def task(self, description: str, total: int | None):
-        import sys
-
-        from ropeconv.cli.common import progress
-
-        # Bars only on a terminal: redirected stderr gets the one-line notes alone.
-        return progress(description, total, enabled=self.enabled and sys.stderr.isatty())
-
-    def note(self, line: str) -> None:
-        if self.enabled:
-            from ropeconv.cli.common import console
-
-            console(stderr=True).print(line, markup=False)
+def _reporter(progress: bool | ProbeReporter | None) -> ProbeReporter:
+    if isinstance(progress, ProbeReporter):
+        return progress
+    return TextReporter() if progress else ProbeReporter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,18 +45,74 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+@dataclass(frozen=True)
+class DtypeChoice:
+    """The dtype a probe runs in, and why (recorded in the result as `dtype` and `dtype_reason`)."""
+
+    dtype: str  # "bfloat16", "float16" or "float32"
+    reason: str
+
+
+# CPU features that compute bfloat16 matrix products natively (x86 /proc/cpuinfo `flags`, Arm `Features`).
+# Without them torch converts bf16 to float32 and back around every product: several times slower
+# than float32 itself (bench/bench_dtype.py: ×4.6 at 2,048 tokens on this project's AVX2-only EPYC).
+NATIVE_BF16_FLAGS = {"avx512_bf16": "AVX-512 BF16", "amx_bf16": "AMX-BF16", "bf16": "Arm BF16"}
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU feature flags from /proc/cpuinfo (None where it cannot be read: not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return flags or None
+
+
+def cpu_dtype_choice(flags: set[str] | None = None) -> DtypeChoice:
+    """bfloat16 on a CPU with native bf16 arithmetic, float32 otherwise (exact, and faster there)."""
+    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        return DtypeChoice("float32", "CPU features unknown (no /proc/cpuinfo): float32 is exact and never slow")
+    native = [name for flag, name in NATIVE_BF16_FLAGS.items() if flag in flags]
+    if native:
+        return DtypeChoice("bfloat16", f"CPU computes bfloat16 natively ({', '.join(native)})")
+    return DtypeChoice("float32", "CPU has no native bfloat16 (no AVX-512 BF16, AMX or Arm BF16), so "
+                                  "bfloat16 would be emulated at several times the cost of float32")
+
+
+def dtype_choice(device: str, requested: str = "auto") -> DtypeChoice:
+    """What `--dtype` means on `device`: an explicit dtype as asked; "auto" the fastest dtype that
+    measures perplexity faithfully there — bfloat16 on GPUs (float16 where bf16 is missing), on CPUs
+    by their features (`cpu_dtype_choice`)."""
+    if requested not in DTYPES:
+        from ropeconv.errors import did_you_mean
+
+        raise RopeconvError(f"--dtype {requested!r} is not one of {', '.join(DTYPES)}{did_you_mean(requested, DTYPES)}",
+                            "use auto, bfloat16, float16 or float32")
+    if requested != "auto":
+        return DtypeChoice(requested, "asked for with --dtype")
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_bf16_supported():
+            return DtypeChoice("bfloat16", "CUDA GPU with bfloat16")
+        return DtypeChoice("float16", "CUDA GPU without bfloat16")
+    if device == "mps":
+        return DtypeChoice("bfloat16", "Apple GPU (MPS): half the memory of float32")
+    return cpu_dtype_choice()
+
+
 def pick_dtype(device: str, requested: str = "auto"):
-    """bfloat16 by default everywhere (CPUs with AVX-512 BF16/AMX run it natively; it halves memory);
-    float16 on GPUs without bf16."""
+    """The torch dtype for `device` (see `dtype_choice` for what "auto" picks and why)."""
     import torch
 
-    if requested not in DTYPES:
-        raise RopeconvError(f"--dtype {requested!r} is not one of {', '.join(DTYPES)}", "use auto, bfloat16, float16 or float32")
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+    return getattr(torch, dtype_choice(device, requested).dtype)
 
 
 @contextmanager
@@ -173,6 +230,22 @@ def steps_for(model, length: int, chunk: int = DEFAULT_CHUNK) -> int:
     """How many times token_losses calls advance(): for a determinate progress bar."""
     decoder, _, _ = decoder_and_head(model)
     return len(decoder_layers(decoder)) + math.ceil((length - 1) / chunk)
+
+
+def flops_per_token(model) -> tuple[float, float]:
+    """(matrix-product flops per token, attention flops per token²) of one forward pass with the loss:
+    2 per weight the token passes through (decoder and LM head; embeddings are a lookup), and for
+    causal attention 2 products (QKᵀ, AV) of 2 flops over half the length × length pairs, per layer
+    and head. A time estimate scales a timed warm-up by these."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    embed = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    total = sum(p.numel() for p in model.parameters())
+    decoder_weights = total - embed.numel() - (0 if head is embed else head.numel())
+    layers = int(getattr(config, "num_hidden_layers", 0) or len(decoder_layers(decoder_and_head(model)[0])))
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return 2.0 * (decoder_weights + head.numel()), 2.0 * layers * heads * head_dim
 
 
 # ---- summaries -----------------------------------------------------------------------------------

@@ -80,6 +80,14 @@ def judge(runs: list[dict], trained: int, thresholds: Thresholds, passkey: dict 
             "summary": _summary(status, checks, failed, trained)}
 
 
+def source_checks(runs: list[dict], trained: int, thresholds: Thresholds) -> list[dict]:
+    """The past-L0 level check applied to BASE (the --against model) on its own: not part of the
+    verdict, but it shows what the conversion fixed — an unscaled source fails where its extension
+    passes (a check that would pass either way tells nothing)."""
+    return [beyond_check(run["length"], run["against"], run["against"], thresholds.max_beyond_ratio)
+            for run in runs if run["length"] > trained and run.get("against") is not None]
+
+
 def short_context_check(length: int, model: dict, against: dict, limit: float) -> dict:
     ratio = _ratio(model["ppl"], against["ppl"])
     return {"name": "short_context", "length": length, "passed": ratio <= limit, "value": ratio, "limit": limit,
