@@ -1,0 +1,163 @@
+"""`ropeconv tune`: search a method's parameters by measured perplexity and write the winner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+
+HELP = (
+    "Find the training-free scaling that measures best on this model: an Optuna search over one "
+    "method's parameters (yarn: factor, betas, attention factor; ntk: θ; longrope: per-pair factors), "
+    "minimising perplexity past L0 at the target length while perplexity on a 4k window stays within "
+    "--max-short-ratio of the unscaled model's. The winner is written like `extend` writes it, with "
+    "tune.json (every trial) and tune.png. The study lives in SQLite beside the output: run the same "
+    "command again to resume, or with --worker (same --storage) from a second process to share it."
+)
+TEXT_HELP = "UTF-8 calibration text (default: the probe's Python standard-library text)."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("tune", help=HELP, no_args_is_help=True)(tune_command)
+
+
+def tune_command(
+    model: str = typer.Argument(..., help="Unscaled model folder or Hub repo id (org/name[@revision])."),
+    target_context: str = typer.Option(..., "--target-context", help="Context to tune for, in tokens, e.g. 16k or 32768."),
+    method: str = typer.Option("yarn", "--method", "-m", help="yarn, ntk or longrope."),
+    budget: int = typer.Option(None, "--budget", help="Finished trials in the study (default 20; counts "
+                               "trials of earlier runs and other workers)."),
+    time_limit: str = typer.Option(None, "--time", help="Stop starting trials after this long, e.g. 30m, 2h."),
+    text: Path = typer.Option(None, "--text", help=TEXT_HELP),
+    dataset: str = typer.Option(None, "--dataset", help="Hugging Face dataset NAME[:config[:split]] as calibration text."),
+    output: Path = typer.Option(None, "--output", "-o", help="Output folder (default: <source>-tuned-<method>-<target> "
+                                "beside the source)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output folder."),
+    max_short_ratio: float = typer.Option(None, "--max-short-ratio", help="Bound on perplexity at 4k tokens over the "
+                                          "unscaled model's (default: the probe's 1.25)."),
+    short_length: int = typer.Option(None, "--short-length", help="Tokens of the short-context window "
+                                     "(default: the probe's 4096, or L0 when shorter)."),
+    pareto: bool = typer.Option(False, "--pareto", help="Two objectives (past-L0 loss, short-context ratio) with "
+                                "NSGA-II; the Pareto front is reported."),
+    prune: bool = typer.Option(False, "--prune", help="Also measure a window half-way to the target and stop "
+                               "candidates worse than the median there."),
+    portable: bool = typer.Option(False, "--portable", help="Search only what every engine reads (yarn: the factor; "
+                                  "longrope: no attention factor)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or cmaes (pip install cmaes)."),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed: the same seed gives the same search."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///<output>.optuna.db)."),
+    worker: bool = typer.Option(False, "--worker", help="Only evaluate trials of the study (same arguments and "
+                                "--storage as the main run); write no model."),
+    original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
+    device: str = typer.Option("auto", "--device", help="auto, cuda, mps or cpu."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (the probe's choice), bfloat16, float16 or float32."),
+    as_json: bool = JSON_OPTION,
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    def body() -> dict:
+        from ropeconv.tune import TuneSettings, run_tune
+
+        settings = TuneSettings(target_context=target_context, method=method, budget=budget, time_limit=time_limit,
+                                seed=seed, sampler=sampler, pareto=pareto, prune=prune, portable=portable,
+                                max_short_ratio=max_short_ratio, short_length=short_length, storage=storage, worker=worker, device=device,
+                                dtype=dtype)
+        with _Display(enabled=not as_json) as display:
+            return run_tune(model, settings, text=text, dataset=dataset, original_context=original_context,
+                            output=output, force=force, progress=display.progress, note=display.note)
+
+    run(body, as_json=as_json, debug=debug, render=render_tune)
+
+
+class _Display:
+    """A rich progress bar on stderr: trials finished, best perplexity so far, time left."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        if self.enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                                TimeElapsedColumn(), console=console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("tune", total=None, status="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+    def note(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(self.task, description=line[:60])
+        else:
+            console(stderr=True).print(line, markup=False)
+
+    def progress(self, p) -> None:
+        if not self.enabled:
+            return
+        best = f"{p.best_ppl:.4g}" if p.best_ppl is not None else "—"
+        left = _duration(p.time_left) if p.time_left is not None else "?"
+        budget = p.budget if p.budget is not None else "?"
+        status = f"trial {p.finished}/{budget} · best past-L0 ppl {best} · last {p.last_seconds:.0f} s · ~{left} left"
+        if self.bar is not None:
+            self.bar.update(self.task, description="tune", total=p.budget, completed=p.finished, status=status)
+        else:
+            console(stderr=True).print(status, markup=False)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def render_tune(result: dict) -> None:
+    out = console()
+    trials = result["trials"]
+    finished = [t for t in trials if t["state"] in ("complete", "pruned")]
+    out.print(f"{result['model'].get('repo_id') or result['model'].get('path')}: {result['method']} for "
+              f"{result['target_context']} tokens (L0 {result['original_context']}), {len(finished)} trials "
+              f"({result['study']['finished_here']} here), {result['search_seconds']:.0f} s", markup=False)
+    if result.get("worker"):
+        best = result.get("best")
+        out.print(f"worker done; best so far: trial {best['number']} past-L0 ppl {best['past_ppl']:.4g}" if best
+                  else "worker done; no feasible trial yet", markup=False)
+        return
+    default, best, base = result.get("default"), result["best"], result.get("base")
+    short_len = result["short_context"]["length"]
+    rows = [("unscaled", base.get("past_ppl") if base else None, 1.0)]
+    if default:
+        rows.append((f"{result['method']} defaults", default.get("past_ppl"), default.get("short_ratio")))
+    rows.append(("tuned", best["past_ppl"], best["short_ratio"]))
+    out.print(f"{'':18} {'ppl past L0':>12} {f'ppl @{short_len} vs base':>18}", markup=False)
+    for label, past, ratio in rows:
+        out.print(f"{label:18} {_fmt(past):>12} {('×' + format(ratio, '.4f')) if ratio else '—':>18}", markup=False)
+    winner = best["candidate"]
+    out.print(f"winner: factor {winner['factor']:.6g} (served context {winner['served_context']}) "
+              f"{_params(winner['params'])}", markup=False)
+    for warning in result.get("warnings") or []:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"wrote {result['output']} (+ tune.json{', tune.png' if result.get('plot') else ''})", markup=False)
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def _params(params: dict) -> str:
+    parts = []
+    for key, value in params.items():
+        if isinstance(value, list):
+            parts.append(f"{key} [{min(value):.3g}…{max(value):.3g}]")
+        else:
+            parts.append(f"{key} {value:.4g}")
+    return ", ".join(parts)

