@@ -32,6 +32,7 @@ PROBE = ("import runpy, sys; sys.argv = ['ropeconv'] + sys.argv[1:];\n"
 
 def run_once(tree: Path, args: list[str], cwd: Path) -> tuple[float, list[str]]:
     env = dict(os.environ, PYTHONPATH=str(tree), HF_HUB_OFFLINE="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: modules load from bytecode, not recompiled each run
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start

@@ -1,3 +1,3 @@
 """ropeconv: give RoPE language models a longer context window, correctly, for every engine."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

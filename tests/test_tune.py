@@ -344,3 +344,15 @@ def test_tune_help_imports_neither_torch_nor_optuna():
             "print('HEAVY', [m for m in ('torch', 'transformers', 'optuna', 'numpy') if m in sys.modules], file=sys.stderr)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in result.stderr and "--target-context" in result.stdout
+
+
+def test_an_ntk_output_counts_as_scaled(tokenized_model, tmp_path):
+    # its config is plain RoPE with a larger θ; only the record says it was scaled (and from which L0)
+    from ropeconv import api
+    from ropeconv.errors import RopeconvError
+
+    ntk = tmp_path / "ntk"
+    api.extend(str(tokenized_model), "ntk", factor=2, output=ntk)
+    with pytest.raises(RopeconvError, match="already scaled \\(ntk\\)"):
+        _tune(ntk, tmp_path, "never")
+    assert not (tmp_path / "never").exists()

@@ -294,22 +294,29 @@ class _Timer:
         self.measured_seconds += seconds
 
 
-def _describe(model: str | Path, original_context: int | None) -> dict:
-    """Where MODEL is, what its config says about RoPE, and how to name it in output."""
-    from ropeconv.api import config_fingerprint
-    from ropeconv.record import read_folder_record, read_spec_with_record
+def open_model_folder(model: str | Path, original_context: int | None, measured_by: str):
+    """(source, folder, config, spec) of a Hugging Face model to measure: a local folder or a Hub repo
+    (a GGUF file is refused: the measurement runs transformers). The spec takes L0 from a ropeconv
+    record where config.json no longer states it (an NTK output)."""
     from ropeconv.folder import read_config
+    from ropeconv.record import read_spec_with_record
     from ropeconv.source import resolve
 
     source = resolve(str(model), need="weights")
     if source.kind == "gguf":
-        raise RopeconvError(f"{model} is a GGUF file; the probe runs Hugging Face models",
-                            "probe the safetensors folder it came from (or the one `ropeconv extend` wrote)")
+        raise RopeconvError(f"{model} is a GGUF file; {measured_by} runs Hugging Face models",
+                            "use the safetensors folder it came from (or the one `ropeconv extend` wrote)")
     folder = Path(source.path)
     config = read_config(folder)
-    # A ropeconv output knows the context its base was trained at: an NTK output's config only has
-    # a new θ and the served max_position_embeddings, which would read as L0.
-    spec = read_spec_with_record(folder, config, original_context)
+    return source, folder, config, read_spec_with_record(folder, config, original_context)
+
+
+def _describe(model: str | Path, original_context: int | None) -> dict:
+    """Where MODEL is, what its config says about RoPE, and how to name it in output."""
+    from ropeconv.api import config_fingerprint
+    from ropeconv.record import read_folder_record
+
+    source, folder, config, spec = open_model_folder(model, original_context, "the probe")
     recorded = read_folder_record(folder)
     label = source.repo_id or folder.name or str(folder)
     return {

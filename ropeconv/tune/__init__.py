@@ -111,24 +111,19 @@ def run_tune(model: str | Path, settings: TuneSettings, *, text: str | Path | No
 
     Returns a JSON-able result (also written as tune.json in the output folder)."""
     from ropeconv.output import check_destination
-    from ropeconv.folder import read_config
-    from ropeconv.source import resolve
-    from ropeconv.spec import read_spec
+    from ropeconv.probe import open_model_folder
+    from ropeconv.record import read_folder_record
     from ropeconv.tune import study as studies
 
     started = time.perf_counter()
     say = note or (lambda line: None)
     target, budget, time_limit, bound = _validate(settings)
-    source = resolve(str(model), need="weights")
-    if source.kind == "gguf":
-        raise RopeconvError(f"{model} is a GGUF file; tune measures Hugging Face models",
-                            "tune the safetensors folder, then convert the result to GGUF")
-    folder = Path(source.path)
-    config = read_config(folder)
-    spec = read_spec(config, original_context)
-    if spec.is_scaled:
-        raise RopeconvError(f"{model} is already scaled ({spec.rope_type} ×{spec.factor:g})",
-                            "tune the unscaled base model it was made from")
+    source, folder, config, spec = open_model_folder(model, original_context, "tune")
+    earlier = read_folder_record(folder)
+    if spec.is_scaled or earlier is not None:
+        current = f"{spec.rope_type} ×{spec.factor:g}" if spec.is_scaled and spec.factor else (
+            earlier.method if earlier is not None else spec.rope_type)
+        raise RopeconvError(f"{model} is already scaled ({current})", "tune the unscaled base model it was made from")
     L0 = spec.original_context
     if target <= L0:
         raise RopeconvError(f"--target-context {target} is not longer than the trained context {L0}",
