@@ -224,6 +224,26 @@ def test_default_output_name_and_force(tiny, tmp_path):
     api.extend(str(src), "yarn", factor=4, force=True)
     assert not (src.parent / f"{src.name}-yarn-x4" / "stale.txt").exists()
     assert not [p for p in src.parent.iterdir() if "ropeconv-" in p.name]  # no temp folders left
+    # a dry run says where it would write and that the output exists, rather than refusing
+    report = api.extend(str(src), "yarn", factor=4, dry_run=True)
+    assert report["output"] == str(src.parent / f"{src.name}-yarn-x4") and report["output_exists"] is True
+    assert api.extend(str(src), "yarn", factor=8, dry_run=True)["output_exists"] is False
+
+
+def test_human_reports_say_where_and_what_was_written(tiny, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    src = tiny("llama")
+    env = {**os.environ, "COLUMNS": "200"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "ropeconv", "extend", str(src), "-m", "yarn", "-f", "4",  # noqa: E731
+                                     "-o", str(tmp_path / "o"), *a], capture_output=True, text=True, env=env)
+    dry = run("--dry-run")
+    assert dry.returncode == 0 and f"dry run: would write {tmp_path / 'o'}" in dry.stdout
+    done = run()
+    # config.json and ropeconv.json are new content, the weights are linked
+    assert done.returncode == 0 and "files: 2 hard-linked, 0 copied, 2 rewritten" in done.stdout
 
 
 # --- bad input: one line, exit code 2, nothing written, source untouched -------------------------

@@ -119,3 +119,10 @@ def test_more_bad_input_is_one_line_exit_2(model, tmp_path, args, message):
     result = ropeconv(*[a.format(**fill) for a in args])
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["extend", "check", "tune", "inspect", "probe"])
+def test_help_shows_the_revision_syntax(command):
+    # rich markup would eat an unescaped "[@revision]"
+    result = ropeconv(command, "--help")
+    assert result.returncode == 0 and "org/name[@revision]" in result.stdout

@@ -44,3 +44,12 @@ def test_gguf_keys_round_trip():
     kv = {name: value for name, (_, value) in keys.items()}
     assert gguf_base(kv) == Base("yarn", 1e5, 8192)
     assert gguf_base({"general.name": "x"}) is None
+
+
+def test_a_config_with_both_shapes_says_so():
+    from ropeconv.spec import read_spec
+
+    v5 = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "max_position_embeddings": 4096,
+          "rope_parameters": {"rope_type": "default", "rope_theta": 1e4}}
+    assert read_spec(v5).shape == "v5"
+    assert read_spec({**v5, "rope_theta": 1e4, "rope_scaling": None}).shape == "both"  # as transformers 5 saves

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def check_command(
-    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name\\[@revision]) or .gguf file."),
     fix: bool = typer.Option(False, "--fix", help="Write a copy with every automatic fix applied (needs -o)."),
     output: Path = typer.Option(None, "--output", "-o", help="Output folder for --fix (the source is never modified)."),
     force: bool = typer.Option(False, "--force", help="With --fix: replace an existing non-empty output folder."),

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
 @with_method_options
 def extend_command(
-    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name[@revision]) or .gguf file."),
+    model: str = typer.Argument(..., help="Model folder, Hub repo id (org/name\\[@revision]) or .gguf file."),
     method: str = typer.Option(..., "--method", "-m", help="linear, ntk, dynamic, yarn, llama3 or longrope (see `ropeconv methods`)."),
     factor: str = typer.Option(None, "--factor", "-f", help="Scale factor S: the new context is L0 × S."),
     target_context: str = typer.Option(None, "--target-context", help="Target context N in tokens (S = N / L0), e.g. 32768 or 32k."),

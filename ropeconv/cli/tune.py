@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 
 
 def tune_command(
-    model: str = typer.Argument(..., help="Unscaled model folder or Hub repo id (org/name[@revision])."),
+    model: str = typer.Argument(..., help="Unscaled model folder or Hub repo id (org/name\\[@revision])."),
     target_context: str = typer.Option(..., "--target-context", help="Context to tune for, in tokens, e.g. 16k or 32768."),
     method: str = typer.Option("yarn", "--method", "-m", help="yarn, ntk or longrope."),
     budget: int = typer.Option(None, "--budget", help="Finished trials in the study (default 20; counts "
