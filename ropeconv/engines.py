@@ -410,6 +410,21 @@ def same(a: list[float], b: list[float], rel: float = 1e-5) -> bool:
     return len(a) == len(b) and all(math.isclose(x, y, rel_tol=rel, abs_tol=0.0) for x, y in zip(a, b))
 
 
+# The families whose outputs the conformance suite (tests/test_conformance_*.py) runs through each
+# engine's own code ("*": every family the tool accepts). Elsewhere a verdict comes from the rules above,
+# read in the engine's source, and the table says so rather than vouching for it.
+RUN_BY_SUITE: dict[str, tuple[str, ...]] = {
+    "transformers5": ("*",), "transformers4": ("*",),
+    "vllm": ("llama",), "sglang": ("llama",), "llamacpp": ("llama",),
+}
+NOT_RUN = " (read, not run)"
+
+
+def run_by_suite(engine_key: str, model_type: str) -> bool:
+    families = RUN_BY_SUITE.get(engine_key, ())
+    return "*" in families or model_type in families
+
+
 def evaluate(engine: Engine, config: dict, spec: RopeSpec) -> dict:
     reading = read_as(engine, config, spec)
     served = served_context(engine, reading, config, spec)
@@ -443,8 +458,12 @@ def evaluate(engine: Engine, config: dict, spec: RopeSpec) -> dict:
             inv_status = att_status = f"refuses to load in {rule.versions}"
         elif rule.outcome == "differs" and inv_status.startswith("as intended"):
             inv_status = f"differs in {rule.versions}"
+    run = run_by_suite(engine.key, spec.model_type)
+    if not run:
+        inv_status, att_status = (status + NOT_RUN if status.startswith("as intended") else status
+                                  for status in (inv_status, att_status))
     return {"engine": engine.key, "name": engine.name, "context": served, "rope_type": reading.rope_type,
-            "inv_freq": inv_status, "attention_factor": att_status, "notes": notes}
+            "inv_freq": inv_status, "attention_factor": att_status, "run_by_suite": run, "notes": notes}
 
 
 def engine_table(config: dict, spec: RopeSpec) -> list[dict]:

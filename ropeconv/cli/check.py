@@ -59,8 +59,9 @@ def render_check(result: dict, show_engines: bool = True) -> None:
         table.add_column("attention factor")
         notes = []
         for row in result["engines"]:
-            inv_style = "green" if row["inv_freq"] == "as intended" else "red"
-            att_style = "green" if row["attention_factor"] == "as intended" else "red"
+            inv_style, att_style = (("green" if status == "as intended" else "yellow"
+                                     if status.startswith("as intended") else "red")
+                                    for status in (row["inv_freq"], row["attention_factor"]))
             table.add_row(row["name"], str(row["context"] if row["context"] is not None else "—"),
                           f"[{inv_style}]{escape(row['inv_freq'])}[/]",
                           f"[{att_style}]{escape(row['attention_factor'])}[/]")
