@@ -314,6 +314,8 @@ def test_dry_run_default_name_and_destination_rules(tmp_path):
     existing.write_bytes(b"keep me")
     with pytest.raises(RopeconvError, match="already exists"):
         extend_gguf(src, "yarn", factor=4, output=existing)
+    dry = extend_gguf(src, "yarn", factor=4, output=existing, dry_run=True)  # says so rather than refusing
+    assert dry["output_exists"] is True and existing.read_bytes() == b"keep me"
     assert existing.read_bytes() == b"keep me"
     extend_gguf(src, "yarn", factor=4, output=existing, force=True)
     assert gguf.GGUFReader(existing).fields["llama.context_length"].contents() == 32768

@@ -306,7 +306,8 @@ def extend_gguf(path: str | Path, request: ConversionRequest,
     """
     info = open_gguf(path)
     gplan = plan_gguf(info, request)
-    dest = _destination(info.path, request.output, request.method, gplan.factor, request.force)
+    # a dry run says where it would write (and whether that exists) rather than refusing an existing output
+    dest = _destination(info.path, request.output, request.method, gplan.factor, request.force or request.dry_run)
     kept = [t for t in info.tensors if t.name not in gplan.drop_tensors]
     report = {
         "source": {"kind": "gguf", "path": str(info.path)},
@@ -324,6 +325,7 @@ def extend_gguf(path: str | Path, request: ConversionRequest,
         "dry_run": request.dry_run,
     }
     if request.dry_run:
+        report["output_exists"] = dest.exists()
         return report
     report["gguf"]["output_size"] = write_gguf(info, gplan, dest, progress=progress)
     return report
