@@ -214,8 +214,9 @@ def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
     }
     if quick and timer.estimate is not None:
         full = default_lengths(trained, target["served_context"])
-        result["full_probe"] = {"lengths": full, "models": len(roles),
-                                "estimated_seconds": round(timer.predict(measured_windows(full, target["record"]["rope_type"])), 1)}
+        seconds = timer.predict(measured_windows(full, target["record"]["rope_type"]))
+        # 3 significant digits: a tiny model's full probe takes milliseconds, which 0.1 s rounding called 0
+        result["full_probe"] = {"lengths": full, "models": len(roles), "estimated_seconds": float(f"{seconds:.3g}")}
     if base is None and verdict["status"] != "fail":
         source = target.get("recorded_source") or "SOURCE"
         result["hint"] = (f"without --against only the level past L0 is judged; a conversion worse everywhere "
