@@ -25,21 +25,14 @@ argv: wheel root, cases JSON file [{"id", "folder"}].
 import json
 import os
 import sys
-import traceback
 import types
 
 import torch
 from torch import nn
 
+from runner_common import cache_result, error_result, pkg  # this folder: the runner runs as a script
+
 ROOT = sys.argv[1]
-
-
-def pkg(name, path=None):
-    module = types.ModuleType(name)
-    if path:
-        module.__path__ = [path]
-    sys.modules[name] = module
-    return module
 
 
 def install_stubs():
@@ -109,12 +102,6 @@ def sglang_context_length():
     return namespace["get_context_length"]
 
 
-def read(cache):
-    d = cache.shape[-1] // 2
-    cos, sin = cache[1, :d].double(), cache[1, d:].double()
-    return torch.atan2(sin, cos).tolist(), float(torch.hypot(cos[0], sin[0]))
-
-
 def main():
     install_stubs()
     from transformers import AutoConfig
@@ -130,13 +117,9 @@ def main():
             rope = get_rope(**llama_rope_args(config), dtype=torch.float32)
             caches = {name: getattr(rope, name) for name in ("cos_sin_cache", "short_cos_sin_cache", "long_cos_sin_cache")
                       if isinstance(getattr(rope, name, None), torch.Tensor)}
-            results[case["id"]] = {"ok": True, "rotary_class": type(rope).__name__, "served": served,
-                                   "caches": {name: read(cache) for name, cache in caches.items()},
-                                   "cache_rows": {name: cache.shape[0] for name, cache in caches.items()}}
+            results[case["id"]] = cache_result(rope, caches, served=served)
         except Exception as exc:  # the engine refusing the config is a result
-            tb = traceback.extract_tb(exc.__traceback__)[-1]
-            results[case["id"]] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                                   "where": f"{tb.filename}:{tb.lineno}"}
+            results[case["id"]] = error_result(exc)
     json.dump(results, sys.stdout)
 
 

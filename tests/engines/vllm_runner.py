@@ -25,22 +25,15 @@ argv: wheel root, cases JSON file [{"id", "folder", "max_model_len" (optional)}]
 import json
 import logging
 import sys
-import traceback
 import types
 
 import torch
 from torch import nn
 
+from runner_common import cache_result, error_result, pkg  # this folder: the runner runs as a script
+
 ROOT = sys.argv[1]
 MAX_MODEL_LEN = [None]
-
-
-def pkg(name, path=None):
-    module = types.ModuleType(name)
-    if path:
-        module.__path__ = [path]
-    sys.modules[name] = module
-    return module
 
 
 def raising(name):
@@ -108,12 +101,6 @@ def llama_rope_args(config):
                 rope_parameters=getattr(config, "rope_parameters", None), is_neox_style=True)
 
 
-def read(cache):
-    d = cache.shape[-1] // 2
-    cos, sin = cache[1, :d].double(), cache[1, d:].double()
-    return torch.atan2(sin, cos).tolist(), float(torch.hypot(cos[0], sin[0]))
-
-
 def main():
     install_stubs()
     from transformers import AutoConfig
@@ -135,14 +122,9 @@ def main():
                 caches = {"cos_sin_cache": cache[offset:]}
             else:
                 caches = {"cos_sin_cache": rope.cos_sin_cache}
-            results[case["id"]] = {"ok": True, "rotary_class": type(rope).__name__,
-                                   "max_model_len": MAX_MODEL_LEN[0],
-                                   "caches": {name: read(cache) for name, cache in caches.items()},
-                                   "cache_rows": {name: cache.shape[0] for name, cache in caches.items()}}
+            results[case["id"]] = cache_result(rope, caches, max_model_len=MAX_MODEL_LEN[0])
         except Exception as exc:  # the engine refusing the config is a result
-            tb = traceback.extract_tb(exc.__traceback__)[-1]
-            results[case["id"]] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                                   "where": f"{tb.filename}:{tb.lineno}"}
+            results[case["id"]] = error_result(exc)
     json.dump(results, sys.stdout)
 
 
