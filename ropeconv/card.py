@@ -1,8 +1,8 @@
 """The model card (README.md) of a ropeconv output folder.
 
 Built with huggingface_hub's `ModelCard`/`ModelCardData` from what the folder records:
-`ropeconv.json` (source, method, factor, params, RoPE before/after) and, when a probe of this
-very output ran, `probe.json` (its recorded config fingerprint must match the folder's config.json:
+`ropeconv.json` (source, method, factor, params, RoPE before/after), `tune.json` when `ropeconv tune`
+chose the scaling, and, when a probe of this very output ran, `probe.json` (its recorded config fingerprint must match the folder's config.json:
 a probe of another model says nothing about this one). License, pipeline tag, library and language are inherited from the source's own
 card, whose text is kept below, attributed. Both JSON files are read defensively: a missing or
 odd field leaves its line out rather than failing.
@@ -17,7 +17,7 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ ENGINE_NOTES = {
     "linear": "vLLM and SGLang multiply `max_position_embeddings` by the factor themselves, which is why it "
               "keeps the trained value.",
     "ntk": "This is a plain new `rope_theta` with no scaling entry, so every engine reads it the same way.",
-    "dynamic": "Dynamic scaling is not portable: SGLang and older vLLM apply it statically, llama.cpp and "
-               "exllamav2 ignore it. Prefer YaRN for serving.",
+    "dynamic": "Dynamic scaling is not portable: SGLang applies it statically (at the full length), vLLM "
+               "leaves θ unchanged (no scaling), llama.cpp's converter drops it. Prefer YaRN for serving.",
     "yarn": "Static YaRN costs a little quality on short inputs in every engine; use the smallest factor that "
             "covers the lengths you need.",
     "llama3": "llama.cpp's converter reads the top-level `original_max_position_embeddings` that ropeconv wrote.",
@@ -197,13 +197,92 @@ def probe_of_folder(folder: Path, probe: dict | None) -> ProbeSummary | None:
     match the folder's config.json. A probe.json of another model (carried over from a source, or
     made before the config changed) or without a fingerprint says nothing about this output."""
     summary = read_probe(probe)
-    if summary is None or summary.config_sha256 is None:
-        return None
+    return summary if summary is not None and _measures_config(folder, summary.config_sha256) else None
+
+
+def _measures_config(folder: Path, recorded: str | None) -> bool:
+    """True when `recorded` is the fingerprint of the folder's config.json (a measurement of this output)."""
+    if recorded is None:
+        return False
     try:
-        current = "sha256:" + hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
+        return recorded == "sha256:" + hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
     except OSError:
+        return False
+
+
+# -- the search: what `ropeconv tune` wrote into this folder ---------------------------------------
+
+@dataclass(frozen=True)
+class TuneSummary:
+    """The parts of tune.json (ropeconv.tune.run_tune's result) the card reports."""
+
+    method: str
+    target_context: int
+    trials: int
+    past_ppl: float  # the winner's perplexity past L0 at the target
+    short_ratio: float | None  # the winner's perplexity at the short window over the unscaled model's
+    short_length: int | None
+    default_past_ppl: float | None  # the method's default parameters, same text and length
+    default_short_ratio: float | None
+    base_past_ppl: float | None  # the unscaled model
+    text: str
+    plot: bool  # tune.png is beside it (set by tune_of_folder)
+    config_sha256: str | None
+
+
+def read_tune(document: dict | None) -> TuneSummary | None:
+    """tune.json as written by `ropeconv tune`, or None when it is not one."""
+    if not isinstance(document, dict):
         return None
-    return summary if summary.config_sha256 == current else None
+    best = document.get("best") if isinstance(document.get("best"), dict) else {}
+    trials, target = document.get("trials"), _int(document.get("target_context"))
+    if not (isinstance(trials, list) and target and _float(best.get("past_ppl")) and document.get("method")):
+        return None
+    default = document.get("default") if isinstance(document.get("default"), dict) else {}
+    base = document.get("base") if isinstance(document.get("base"), dict) else {}
+    short = document.get("short_context") if isinstance(document.get("short_context"), dict) else {}
+    text = document.get("text") if isinstance(document.get("text"), dict) else {}
+    text_name = str(text.get("name") or "the calibration text")
+    if text.get("source") == "file":  # never the tuner's path
+        text_name = f"the text file {Path(text_name).name}"
+    fingerprint = document.get("config_sha256")
+    return TuneSummary(method=str(document["method"]), target_context=target, trials=len(trials),
+                       past_ppl=float(best["past_ppl"]), short_ratio=_float(best.get("short_ratio")),
+                       short_length=_int(short.get("length")), default_past_ppl=_float(default.get("past_ppl")),
+                       default_short_ratio=_float(default.get("short_ratio")), base_past_ppl=_float(base.get("past_ppl")),
+                       text=text_name, plot=False,
+                       config_sha256=fingerprint if isinstance(fingerprint, str) else None)
+
+
+def tune_of_folder(folder: Path, document: dict | None) -> TuneSummary | None:
+    """The folder's tune.json when its winner is this very config (same rule as the probe's)."""
+    summary = read_tune(document)
+    if summary is None or not _measures_config(folder, summary.config_sha256):
+        return None
+    return replace(summary, plot=(folder / "tune.png").is_file())
+
+
+def _tune_section(tune: TuneSummary) -> list[str]:
+    short = f"perplexity at {tune.short_length:,} tokens over the unscaled model's" if tune.short_length else \
+        "short-context perplexity over the unscaled model's"
+    lines = ["## How the scaling was chosen", "",
+             f"The {tune.method} parameters were found by `ropeconv tune`: {tune.trials} trials, each measuring "
+             f"perplexity past the trained context at {tune.target_context:,} tokens on {tune.text} (lower is "
+             f"better), under a bound on {short}.", "",
+             f"| | perplexity past L0 at {tune.target_context:,} | {short} |", "|---|---|---|"]
+    if tune.base_past_ppl is not None:
+        lines.append(f"| unscaled | {_ppl(tune.base_past_ppl)} | ×1 |")
+    if tune.default_past_ppl is not None:
+        lines.append(f"| {tune.method} defaults | {_ppl(tune.default_past_ppl)} | {_ratio(tune.default_short_ratio)} |")
+    lines += [f"| tuned (this model) | {_ppl(tune.past_ppl)} | {_ratio(tune.short_ratio)} |", ""]
+    if tune.plot:
+        lines += ["![The search (left) and perplexity by position for the unscaled model, the method's defaults "
+                  "and the tuned scaling (right)](tune.png)", ""]
+    return lines
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"×{value:.3f}"
 
 
 def _float(value: Any) -> float | None:
@@ -338,7 +417,8 @@ def unscaled_context(record: dict) -> int | None:
             or _int(before.get("original_context")))
 
 
-def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None, *, name: str) -> str:
+def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None, *, name: str,
+              tune: TuneSummary | None = None) -> str:
     """The markdown below the metadata block."""
     source = record.get("source") if isinstance(record.get("source"), dict) else {}
     before = record.get("before") if isinstance(record.get("before"), dict) else {}
@@ -373,6 +453,8 @@ def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None,
     if before or after:
         lines += ["## RoPE configuration", ""] + _rope_table(before, after) + [""]
     lines += _usage(repo, name.split("/")[-1], method, factor, served)
+    if tune is not None:
+        lines += _tune_section(tune)
     if probe is not None:
         lines += _probe_section(probe)
     else:
@@ -388,7 +470,7 @@ def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None,
 
 
 def build_card(record: dict, probe: ProbeSummary | dict | None = None, source_card_text: str | None = None, *,
-               name: str = "model", repo_id: str | None = None):
+               name: str = "model", repo_id: str | None = None, tune: TuneSummary | None = None):
     """A huggingface_hub ModelCard for a ropeconv output. `probe`: a probe of this very output (probe.json
     as `ropeconv probe` writes it, or read_probe's summary of it); `write_card` drops stale ones."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -404,7 +486,7 @@ def build_card(record: dict, probe: ProbeSummary | dict | None = None, source_ca
     model_name = (repo_id or name).split("/")[-1]
     data = ModelCardData(base_model=source.get("repo_id") or None, tags=tags, eval_results=eval_results(probe) or None,
                          model_name=model_name, **inherited)
-    body = card_body({**record, "_repo_id": repo_id or name}, probe, source_text, name=repo_id or name)
+    body = card_body({**record, "_repo_id": repo_id or name}, probe, source_text, name=repo_id or name, tune=tune)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
@@ -422,6 +504,7 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
             source_card_text = None
     record = read_json_object(folder / "ropeconv.json") or {}
     probe = probe_of_folder(folder, read_json_object(folder / "probe.json"))
-    card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id)
+    tune = tune_of_folder(folder, read_json_object(folder / "tune.json"))
+    card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id, tune=tune)
     write_text_atomic(readme, str(card))  # README.md may be a hard link into the Hub cache
     return readme

@@ -86,16 +86,26 @@ def _llamacpp(c: Conversion) -> list[LaunchLine]:
         return [LaunchLine("llama.cpp", SERVE, f"ropeconv extend MODEL.gguf --method {c.method} --factor {c.factor:g}"
                            if c.method != "dynamic" else "ropeconv extend MODEL --method yarn …",
                            f"{rule.computes}; {rule.fix}", True, rule.verified)]
-    return [LaunchLine("llama.cpp", SERVE, f"llama-server -m MODEL.gguf -c {c.served_context}",
-                       f"the converted GGUF's context_length is {c.served_context}; -c states it", False,
-                       "tests/test_conformance_llamacpp.py (converter metadata)")]
+    return _llama_server(c.served_context, "MODEL.gguf", "the converted GGUF's context_length is")
 
 
-def _ollama(c: Conversion) -> list[LaunchLine]:
-    return [LaunchLine("Ollama", SERVE, f"printf 'FROM ./MODEL.gguf\\nPARAMETER num_ctx {c.served_context}\\n' > "
-                                        "Modelfile && ollama create MODEL -f Modelfile",
+def _llama_server(served_context: int, gguf: str, says: str) -> list[LaunchLine]:
+    return [LaunchLine("llama.cpp", SERVE, f"llama-server -m {shlex.quote(gguf)} -c {served_context}",
+                       f"{says} {served_context}; llama.cpp's default -c 0 reads it, -c states it", False,
+                       "tests/test_conformance_llamacpp.py (converter metadata); -c 0 = the model's context_length "
+                       "in llama.cpp's common/arg.cpp (read)")]
+
+
+def _ollama(served_context: int, gguf: str = "./MODEL.gguf") -> list[LaunchLine]:
+    modelfile = shlex.quote(f"FROM {gguf}\\nPARAMETER num_ctx {served_context}\\n")
+    return [LaunchLine("Ollama", SERVE, f"printf {modelfile} > Modelfile && ollama create MODEL -f Modelfile",
                        "Ollama runs every model at its own default num_ctx, not the GGUF's context_length", True,
                        "Ollama's Modelfile documentation (num_ctx); not run by the suite")]
+
+
+def gguf_launch_lines(served_context: int, gguf: str) -> list[LaunchLine]:
+    """Serve lines for a GGUF file ropeconv extended: its context_length is already L0·s."""
+    return [*_llama_server(served_context, gguf, "the GGUF's context_length is"), *_ollama(served_context, gguf)]
 
 
 def vllm_override(c: Conversion) -> dict | None:
@@ -130,7 +140,7 @@ def _overrides(c: Conversion) -> list[LaunchLine]:
 
 def launch_lines(c: Conversion, model: str = "MODEL") -> list[LaunchLine]:
     """Every serve line (needed or not) and every runtime override for a conversion."""
-    return [*_vllm(c, model), *_sglang(c, model), *_llamacpp(c), *_ollama(c), *_overrides(c)]
+    return [*_vllm(c, model), *_sglang(c, model), *_llamacpp(c), *_ollama(c.served_context), *_overrides(c)]
 
 
 def from_config(config_after: dict, method: str, factor: float, original_context: int, served_context: int,

@@ -27,7 +27,7 @@ from ropeconv.folder import confined, model_files
 # Never carried into an output: VCS and cache folders (at any depth), ropeconv's own cache marker,
 # and files that describe the source rather than the output (at the top level).
 SKIP_NAMES = {".cache", ".git", ".gitattributes.lock", ".ropeconv-complete"}
-SKIP_AT_ROOT = {"probe.json"}
+SKIP_AT_ROOT = {"probe.json", "tune.json", "tune.png"}  # measurements of that folder, not of a new output
 TMP_MARK = ".ropeconv-tmp-"
 OLD_MARK = ".ropeconv-old-"
 

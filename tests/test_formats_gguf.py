@@ -214,6 +214,17 @@ def test_every_other_key_and_every_tensor_is_unchanged(readers):
         assert (tb.data_offset - rb.data_offset) % rb.alignment == 0
 
 
+def test_extend_report_says_how_to_serve_the_gguf(yarn_out):
+    """The output's context_length is L0·s: llama.cpp serves it as is (-c only states it), Ollama needs
+    num_ctx; both lines name the file written."""
+    lines = {line["engine"]: line for line in yarn_out["report"]["launch"]}
+    assert set(lines) == {"llama.cpp", "Ollama"}
+    served = TRAINED_CONTEXT * 4
+    assert not lines["llama.cpp"]["needed"] and f"-c {served}" in lines["llama.cpp"]["command"]
+    assert lines["Ollama"]["needed"] and f"PARAMETER num_ctx {served}" in lines["Ollama"]["command"]
+    assert all(str(yarn_out["path"]) in line["command"] for line in lines.values())
+
+
 def test_source_is_untouched_and_nothing_left_behind(yarn_out, smol):
     assert _sha256(smol) == yarn_out["src_hash"]
     assert smol.stat().st_mtime_ns == yarn_out["src_mtime"]

@@ -179,6 +179,29 @@ def test_a_probe_json_of_another_config_is_ignored(probed, tmp_path):
     assert "Verdict" not in write_card(other).read_text()
 
 
+def test_the_card_shows_the_search_only_for_the_config_it_chose(probed, tmp_path):
+    """tune.json (as `ropeconv tune` writes it: see test_tune for the real run) becomes the card's
+    "How the scaling was chosen" table when its recorded fingerprint is this folder's config."""
+    from ropeconv.api import config_fingerprint
+
+    folder = tmp_path / "out"
+    shutil.copytree(probed["output"], folder)
+    document = {"method": "yarn", "target_context": 256, "trials": [{"number": n} for n in range(7)],
+                "best": {"past_ppl": 3.21, "short_ratio": 1.01}, "default": {"past_ppl": 3.5, "short_ratio": 1.04},
+                "base": {"past_ppl": 9.9}, "short_context": {"length": 32},
+                "text": {"source": "file", "name": "/home/someone/calib.txt"}, "plot": "/home/someone/out/tune.png",
+                "config_sha256": config_fingerprint(folder)}
+    (folder / "tune.json").write_text(json.dumps(document))
+    text = write_card(folder).read_text()
+    assert "7 trials" in text and "on the text file calib.txt" in text and "/home/someone" not in text
+    assert "| tuned (this model) | 3.21 | ×1.010 |" in text and "| yarn defaults | 3.5 | ×1.040 |" in text
+    assert "](tune.png)" not in text  # the plot is not in this folder
+    (folder / "tune.png").write_bytes(b"png")
+    assert "](tune.png)" in write_card(folder).read_text()
+    (folder / "tune.json").write_text(json.dumps({**document, "config_sha256": "sha256:" + "0" * 64}))
+    assert "How the scaling was chosen" not in write_card(folder).read_text()
+
+
 def test_a_rebased_conversion_says_what_it_is(probed, tmp_path):
     """`extend <yarn output> -m linear -f 2 --rebase`: scaled from the unscaled base (L0 64) to 128,
     reproducible only with --rebase, and not probed (the yarn output's probe.json is not this one's)."""

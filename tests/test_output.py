@@ -125,7 +125,7 @@ def test_a_source_changed_during_the_write_is_refused(src, tmp_path):
 
 
 def test_skipped_names_are_not_carried(src, tmp_path):
-    for name in (".ropeconv-complete", "probe.json", ".git/HEAD", ".cache/x"):
+    for name in (".ropeconv-complete", "probe.json", "tune.json", "tune.png", ".git/HEAD", ".cache/x"):
         (src / name).parent.mkdir(exist_ok=True)
         (src / name).write_text("x")
     (src / "sub").mkdir()

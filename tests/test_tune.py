@@ -356,3 +356,43 @@ def test_an_ntk_output_counts_as_scaled(tokenized_model, tmp_path):
     with pytest.raises(RopeconvError, match="already scaled \\(ntk\\)"):
         _tune(ntk, tmp_path, "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_push_to_puts_the_search_in_the_model_card(tokenized_model, tmp_path, hub_env):
+    """`tune --push-to`, with the real huggingface_hub client against the local Hub server: the pushed card
+    shows the unscaled / defaults / tuned table and tune.png; the pushed tune.json names no local path."""
+    from huggingface_hub import snapshot_download
+    from typer.testing import CliRunner
+
+    from ropeconv.card import _ppl
+    from ropeconv.cli import app
+
+    result = CliRunner().invoke(app, ["tune", str(tokenized_model), "--target-context", str(TARGET), "--budget", "2",
+                                      "--short-length", str(SHORT), "--device", "cpu", "--dtype", "float32",
+                                      "-o", str(tmp_path / "out"), "--push-to", "alice/tuned", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    got = Path(snapshot_download("alice/tuned", revision=document["push"]["commit_sha"], endpoint=hub_env.url,
+                                 cache_dir=tmp_path / "dl"))
+    card = (got / "README.md").read_text()
+    assert "## How the scaling was chosen" in card and "](tune.png)" in card and "2 trials" in card
+    assert f"| tuned (this model) | {_ppl(document['best']['past_ppl'])} |" in card
+    assert f"| yarn defaults | {_ppl(document['default']['past_ppl'])} |" in card
+    assert (got / "tune.png").read_bytes() == (tmp_path / "out" / "tune.png").read_bytes()
+    assert str(tmp_path) not in (got / "tune.json").read_text()
+
+
+def test_push_to_that_cannot_happen_is_refused_before_the_search(tokenized_model, tmp_path):
+    started = __import__("time").perf_counter()
+    done = ropeconv("tune", str(tokenized_model), "--target-context", str(TARGET), "-o", str(tmp_path / "out"),
+                    "--push-to", "alice/tuned", env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 3 and "HF_HUB_OFFLINE" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("*.db"))
+    assert __import__("time").perf_counter() - started < 60  # no trial ran
+
+
+def test_tune_json_never_holds_a_storage_password(tokenized_model, tmp_path):
+    from ropeconv.tune import _safe_storage
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert _safe_storage(url) == url and _safe_storage("postgresql://bob:s3cret@db/optuna") == "postgresql://bob:***@db/optuna"

@@ -14,11 +14,12 @@ from ropeconv.request import RequestError, cli_flag
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one machine-readable JSON document on stdout.")
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
-# Hub push options, shared by `push` and `extend --push-to`
+# Hub push options, shared by `push`, `extend --push-to` and `tune --push-to`
 PRIVATE_OPTION = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility).")
 REVISION_OPTION = typer.Option(None, "--revision", help="Branch to push to (created from main when missing).")
 CREATE_PR_OPTION = typer.Option(False, "--create-pr", help="Open a pull request against main instead of committing.")
 COMMIT_MESSAGE_OPTION = typer.Option(None, "--commit-message", help="Commit title (default: describes the conversion).")
+PUSH_TO_OPTION = typer.Option(None, "--push-to", help="Push the output to this Hub repo (with a model card).")
 TOKEN_OPTION = typer.Option(None, "--token", help="Hub token (default: HF_TOKEN, then the stored login). Never printed; "
                             "prefer HF_TOKEN, as options show up in the process list.")
 
@@ -116,3 +117,14 @@ def progress(description: str, total: float | None = None, *, enabled: bool = Tr
                   console=console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def push_output(folder: str, repo_id: str, *, as_json: bool, **options) -> dict:
+    """`--push-to` after a command wrote its output: the folder goes to the Hub with its model card."""
+    from ropeconv import hub
+
+    if as_json:  # one JSON document on stdout, no client progress bars on stderr
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    return hub.push_folder(folder, repo_id, **options)

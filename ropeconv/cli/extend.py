@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
-                                 REVISION_OPTION, TOKEN_OPTION, console, progress, run)
+                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, progress, push_output, run)
 from ropeconv.cli.params import MethodOptions, with_method_options
 
 BUFFERS_HELP = (
@@ -37,7 +37,7 @@ def extend_command(
     rebase: bool = typer.Option(False, "--rebase", help="Replace an existing scaling (computed from the unscaled base) instead of refusing."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the config diff and buffer changes; write nothing."),
     probe: bool = typer.Option(False, "--probe", help="Probe the output against its source (perplexity past L0 and short-context retention)."),
-    push_to: str = typer.Option(None, "--push-to", help="Push the output to this Hub repo (with a model card)."),
+    push_to: str = PUSH_TO_OPTION,
     private: bool = PRIVATE_OPTION,
     revision: str = REVISION_OPTION,
     create_pr: bool = CREATE_PR_OPTION,
@@ -64,16 +64,9 @@ def extend_command(
             report["probe"] = run_probe(report["output"], against=report["source"]["path"], quick=True,
                                         progress=probe_progress(enabled=not as_json))
         if not dry_run and push_to:
-            from ropeconv import hub
-
-            if as_json:  # one JSON document on stdout, no client progress bars on stderr
-                from huggingface_hub.utils import disable_progress_bars
-
-                disable_progress_bars()
-
-            report["push"] = hub.push_folder(report["output"], push_to, private=private, revision=revision,
-                                             create_pr=create_pr, commit_message=commit_message, token=token,
-                                             source=report["source"])
+            report["push"] = push_output(report["output"], push_to, as_json=as_json, private=private,
+                                         revision=revision, create_pr=create_pr, commit_message=commit_message,
+                                         token=token, source=report["source"])
         return report
 
     run(body, as_json=as_json, debug=debug, render=render_extend, exit_code=_exit_code)

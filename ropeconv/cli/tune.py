@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
+                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, push_output, run)
+from ropeconv.errors import RopeconvError
 
 HELP = (
     "Find the training-free scaling that measures best on this model: an Optuna search over one "
@@ -54,6 +56,12 @@ def tune_command(
     original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
     device: str = typer.Option("auto", "--device", help="auto, cuda, mps or cpu."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (the probe's choice), bfloat16, float16 or float32."),
+    push_to: str = PUSH_TO_OPTION,
+    private: bool = PRIVATE_OPTION,
+    revision: str = REVISION_OPTION,
+    create_pr: bool = CREATE_PR_OPTION,
+    commit_message: str = COMMIT_MESSAGE_OPTION,
+    token: str = TOKEN_OPTION,
     as_json: bool = JSON_OPTION,
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -64,9 +72,21 @@ def tune_command(
                                 seed=seed, sampler=sampler, pareto=pareto, prune=prune, portable=portable,
                                 max_short_ratio=max_short_ratio, short_length=short_length, storage=storage, worker=worker, device=device,
                                 dtype=dtype)
+        if push_to and worker:
+            raise RopeconvError("--push-to has nothing to push from a --worker (it writes no model)",
+                                "pass --push-to to the main run")
+        if push_to:  # refuse a push that cannot happen now, not after the search
+            from ropeconv import hub
+
+            hub.check_push_possible(push_to, token=token, revision=revision, create_pr=create_pr)
         with _Display(enabled=not as_json) as display:
-            return run_tune(model, settings, text=text, dataset=dataset, original_context=original_context,
-                            output=output, force=force, progress=display.progress, note=display.note)
+            result = run_tune(model, settings, text=text, dataset=dataset, original_context=original_context,
+                              output=output, force=force, progress=display.progress, note=display.note)
+        if push_to:  # the card carries the search: tune.json's table and tune.png
+            result["push"] = push_output(result["output"], push_to, as_json=as_json, private=private,
+                                         revision=revision, create_pr=create_pr, commit_message=commit_message,
+                                         token=token, source=result["model"])
+        return result
 
     run(body, as_json=as_json, debug=debug, render=render_tune)
 
@@ -147,6 +167,8 @@ def render_tune(result: dict) -> None:
     for warning in result.get("warnings") or []:
         out.print(f"[yellow]warning:[/] {warning}")
     out.print(f"wrote {result['output']} (+ tune.json{', tune.png' if result.get('plot') else ''})", markup=False)
+    if result.get("push"):
+        out.print(f"pushed: {result['push'].get('url')}", markup=False)
 
 
 def _fmt(value) -> str:

@@ -33,6 +33,7 @@ from ropeconv.gguf_io.read import (
     spec_from_metadata,
 )
 from ropeconv.gguf_io.write import _destination, write_gguf
+from ropeconv.launch import gguf_launch_lines
 from ropeconv.methods import YARN_BETA_FAST, YARN_BETA_SLOW, base_inv_freq, yarn_get_mscale
 from ropeconv.plan import RopePlan, conversion_summary, conversion_view, plan
 from ropeconv.record import gguf_base, gguf_record, gguf_record_keys
@@ -322,6 +323,8 @@ def extend_gguf(path: str | Path, request: ConversionRequest,
         "buffers": {"mode": "rewrite", "found": [], "pickled_shards": [], "changed": []},
         "gguf": {"architecture": info.arch, "source_size": info.file_size},
         "warnings": gplan.warnings,
+        # the GGUF's context_length is L0·s: llama.cpp serves it as is, Ollama needs num_ctx
+        "launch": [line.to_dict() for line in gguf_launch_lines(gplan.rope.served_context, str(dest))],
         "dry_run": request.dry_run,
     }
     if request.dry_run:

@@ -31,7 +31,7 @@ from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (RETRY_STATUS, UNAPPLIED_STATUS, HubSettings, _api, _chain, _connect_errors,
                                  _login_fix, _scrub, _status, _transient, _transport_errors, _truthy, _unapplied,
                                  _version, hub_error, hub_errors, retry_policy, settings, with_retries)
-from ropeconv.hub.push import (PUSH_IGNORE, RECORD_NAME, PushPlan, _check_push_args, _commit,
+from ropeconv.hub.push import (PUSH_IGNORE, RECORD_NAME, PushPlan, _check_push_args, _commit, check_push_possible,
                                _commit_description, _commit_message, _drop_copies_already_there, _ensure_repo,
                                _local_files, _push_report, _QuietNoOpWarning, _record, _refresh_card,
                                _same_as_blob, _sha256, _source_ref, plan_push, push_folder, resolve_token,
@@ -52,7 +52,7 @@ __all__ = [
     "parse_model_spec", "select_files", "resolve", "shard_headers", "read_safetensors_header",
     # push
     "RECORD_NAME", "PUSH_IGNORE", "PushPlan", "resolve_token", "write_permission_problem", "plan_push",
-    "push_folder",
+    "push_folder", "check_push_possible",
     # names the module had before it became a package
     "HubError", "RopeconvError", "Source",
     # private helpers, re-exported for callers and tests that used them as ropeconv.hub._name

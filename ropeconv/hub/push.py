@@ -63,7 +63,7 @@ def write_permission_problem(whoami: dict, repo_id: str, *, create_pr: bool = Fa
 
 # Files that record where things were on this machine (source folder, probe text, cache paths):
 # what is pushed carries folder names, never local absolute paths (they name users' homes).
-LOCAL_RECORDS = (RECORD_NAME, "probe.json")
+LOCAL_RECORDS = (RECORD_NAME, "probe.json", "tune.json")
 
 
 def _public_bytes(path: Path) -> bytes:
@@ -75,6 +75,8 @@ def _public_bytes(path: Path) -> bytes:
             return [scrub(v) for v in value]
         if isinstance(value, str) and value.startswith("/") and len(value) > 1:
             return Path(value).name
+        if isinstance(value, str) and value.startswith("sqlite:////"):  # tune.json's study storage
+            return "sqlite:///" + Path(value.removeprefix("sqlite:///")).name
         return value
 
     try:
@@ -225,6 +227,10 @@ def _check_push_args(folder: Path, repo_id: str, revision: str | None, create_pr
         raise RopeconvError(f"{folder} is not a folder", "pass the model folder to push (e.g. an extend output)")
     if not _local_files(folder):
         raise RopeconvError(f"{folder} holds no files to push", "pass the model folder to push")
+    _check_destination_args(repo_id, revision, create_pr)
+
+
+def _check_destination_args(repo_id: str, revision: str | None, create_pr: bool) -> None:
     if "@" in repo_id:
         raise RopeconvError(f"the destination {repo_id!r} names a revision", "use --revision BRANCH instead of @")
     parse_model_spec(repo_id)
@@ -233,6 +239,23 @@ def _check_push_args(folder: Path, repo_id: str, revision: str | None, create_pr
                             f"--revision {revision}", "drop --revision, or push to the branch without --create-pr")
     if revision is not None and not revision.strip():
         raise RopeconvError("--revision is empty", "name a branch, or leave --revision out to push to main")
+
+
+def check_push_possible(repo_id: str, *, token: str | None = None, revision: str | None = None,
+                        create_pr: bool = False) -> None:
+    """What push_folder would refuse before sending anything (arguments, offline, token, write rights),
+    checked up front by commands that push only after long work (`tune --push-to`)."""
+    _check_destination_args(repo_id, revision, create_pr)
+    cfg = settings()
+    if cfg.offline:
+        raise HubError("HF_HUB_OFFLINE is set, so nothing can be pushed", "unset HF_HUB_OFFLINE and run it again")
+    token = resolve_token(token, cfg)
+    api = _api(cfg, token)
+    with hub_errors(cfg=cfg, repo_id=repo_id, revision=revision, action="push", token=token):
+        whoami = with_retries(lambda: api.whoami(cache=False))
+        problem = write_permission_problem(whoami, repo_id, create_pr=create_pr)
+    if problem:
+        raise HubError(problem, f"use a token with write access; {_login_fix(cfg, True)}")
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,

@@ -182,7 +182,9 @@ def run_tune(model: str | Path, settings: TuneSettings, *, text: str | Path | No
             "short_context": {"length": short_length, "base_ppl": base_short.ppl,
                               "bound": f"perplexity at {short_length} tokens ≤ {bound:g} × the unscaled model's"},
             "max_short_ratio": bound,
-            "settings": {**asdict(settings), "budget": budget, "time_limit": time_limit},
+            # a storage URL may carry a database password: never written as given
+            "settings": {**asdict(settings), "budget": budget, "time_limit": time_limit,
+                         "storage": _safe_storage(settings.storage) if settings.storage else None},
             "study": {"name": outcome.study_name, "storage": _safe_storage(outcome.storage),
                       "finished_here": outcome.finished_here},
             "device": device,
@@ -220,6 +222,7 @@ def run_tune(model: str | Path, settings: TuneSettings, *, text: str | Path | No
     document["seconds"] = round(time.perf_counter() - started, 2)
     document["output"] = str(out)
     document["warnings"] = extended["warnings"]
+    document["config_sha256"] = config_fingerprint(out)  # which config the winner is (the model card checks it)
     document["tune_json"] = str(report.write_result(out, document))
     plot = report.write_plot(out, document)
     document["plot"] = str(plot) if plot else None
