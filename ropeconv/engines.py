@@ -134,9 +134,10 @@ ENGINES: list[Engine] = [
         original=Rule({"default": "top_first"}, "vLLM reads the transformers config object"),
         yarn_factor=Rule("given", REF),
         attention=Rule("honoured", "ROPE.md §4: older vLLM ignores attention_factor"),
-        served=Rule("vllm", "vllm/config/model.py _get_and_verify_max_len: max_position_embeddings × factor for "
-                            "every type but longrope/llama3/su; yarn uses original_max_position_embeddings × factor; "
-                            "skipped for gemma3", True),
+        served=Rule("vllm", "vllm 0.33.0 vllm/config/model.py _get_and_verify_max_len, run by "
+                            "tests/test_conformance_vllm.py: max_position_embeddings × factor for every type but "
+                            "longrope/llama3/su/yarn/deepseek_yarn (those keep max_position_embeddings as already "
+                            "scaled); skipped for gemma3", True),
         notes=("LongRoPE factors are chosen per served max length",),
     ),
     Engine(
@@ -346,10 +347,12 @@ def served_context(engine: Engine, reading: Reading, config: dict, spec: RopeSpe
             return int(round(reading.original_context * float(factor)))
         return max_pos
     if rule == "vllm":
-        if rope_type == "default" or "gemma3" in (config.get("model_type") or "") or rope_type in ("longrope", "llama3"):
-            return max_pos
-        base = reading.original_context if rope_type == "yarn" else max_pos
-        return int(base * float(factor if factor is not None else 1.0))
+        # _get_and_verify_max_len looks at the config's type even where the rotary code drops it (dynamic:
+        # plain RoPE served at L0·s); yarn, llama3 and longrope keep max_position_embeddings as scaled
+        configured = reading.rope_type
+        if configured in ("linear", "dynamic") and "gemma3" not in (config.get("model_type") or ""):
+            return int(max_pos * float(factor if factor is not None else 1.0))
+        return max_pos
     if rule == "sglang":
         if rope_type == "default" or rope_type == "llama3":
             return max_pos
@@ -415,7 +418,12 @@ def same(a: list[float], b: list[float], rel: float = 1e-5) -> bool:
 # read in the engine's source, and the table says so rather than vouching for it.
 RUN_BY_SUITE: dict[str, tuple[str, ...]] = {
     "transformers5": ("*",), "transformers4": ("*",),
-    "vllm": ("llama",), "sglang": ("llama",), "llamacpp": ("llama",),
+    "vllm": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3", "phi",
+             "gemma", "gemma2", "gemma3_text", "gpt_neox", "stablelm", "falcon", "olmo", "olmo2", "cohere", "glm",
+             "deepseek_v3"),
+    "sglang": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3", "phi",
+               "gemma", "gemma2", "stablelm", "olmo", "olmo2", "cohere", "deepseek_v3"),
+    "llamacpp": ("llama",),
 }
 NOT_RUN = " (read, not run)"
 
@@ -491,6 +499,12 @@ AFTER_450 = ("deepseek_v2", "deepseek_v3", "qwen3", "qwen3_moe", "glm4", "olmo3"
 SUITE_T4 = "tests/test_conformance_transformers4.py"
 SUITE_LLAMACPP = "tests/test_conformance_llamacpp.py"
 SUITE_VLLM = "tests/test_conformance_vllm.py"
+# Families vLLM 0.33.0 serves through its Transformers backend (transformers' own rotary classes)
+VLLM_TRANSFORMERS_BACKEND = ("phi", "gpt_neox", "olmo", "olmo2", "glm")
+SUITE_SGLANG = "tests/test_conformance_sglang.py"
+# Families whose SGLang 0.5.23 model file passes get_rope only θ (mixtral.py, phi.py, gemma.py, gemma2.py,
+# stablelm.py, olmo.py)
+SGLANG_NO_SCALING = ("mixtral", "phi", "gemma", "gemma2", "stablelm", "olmo")
 ISSUE_RUN = "issue 11's run of the engine's own code on CPU (not re-run by this suite: see the test module)"
 CONVERTER = "the converter of llama-cpp-python 0.3.36"
 
@@ -594,22 +608,43 @@ RULES: list[EngineRule] = [
                excluded=("phi3", "phimoe"), as_of=CONVERTER),
     EngineRule("vllm", None, None, ("longrope",), None, "context",
                "serves L0 (max_model_len = original_max_position_embeddings) unless --max-model-len asks for more",
-               "vllm 0.33.0 vllm/config/model.py _get_and_verify_max_len (read; the code needs the engine's "
-               "config system to run)", "pass --max-model-len L0·s (the launch line)", as_of="vllm 0.33.0"),
+               f"vllm 0.33.0 vllm/config/model.py _get_and_verify_max_len, run ({SUITE_VLLM}, every family)",
+               "pass --max-model-len L0·s (the launch line)", as_of="vllm 0.33.0"),
     EngineRule("vllm", None, None, ("longrope",), None, "differs",
                "once max_model_len exceeds L0 it uses the long factors at every length (short_factor is "
                "never used), to keep its KV cache valid", f"vllm 0.33.0's rotary_embedding package on CPU "
-               f"({SUITE_VLLM}, llama family)", "accept it, or serve with --max-model-len ≤ L0 where only short inputs matter",
-               excluded=(), as_of="vllm 0.33.0"),
+               f"({SUITE_VLLM}, every family vLLM models itself)",
+               "accept it, or serve with --max-model-len ≤ L0 where only short inputs matter",
+               excluded=VLLM_TRANSFORMERS_BACKEND, as_of="vllm 0.33.0"),
+    EngineRule("vllm", None, None, ("yarn",), ("qwen2_vl", "qwen2_5_vl"), "differs",
+               "MRotaryEmbedding builds its cache over max_position × mrope_positions_factor (4·L0) and YaRN reads "
+               "that as the original length: the ramp sits at the wrong dimensions (inv_freq up to ×2 off at "
+               "every length; the attention factor is right)", f"vllm 0.33.0's rotary_embedding package on CPU "
+               f"({SUITE_VLLM})", "use ntk for Qwen2-VL/Qwen2.5-VL on vLLM", as_of="vllm 0.33.0"),
+    EngineRule("vllm", None, None, ("longrope",), ("cohere",), "fails",
+               "commandr.py passes is_neox_style=False and get_rope raises \"Phi3LongRoPEScaledRotaryEmbedding only "
+               "supports neox_style\"", f"vllm 0.33.0's rotary_embedding package on CPU ({SUITE_VLLM})",
+               "use yarn for Cohere on vLLM", as_of="vllm 0.33.0"),
     EngineRule("vllm", None, None, ("dynamic",), None, "differs",
                "the factor has no effect: DynamicNTKScalingRotaryEmbedding computes θ·((s·max/max_trained) − "
                "(s − 1)) with max_trained defaulting to max_position_embeddings (= L0), i.e. θ; and its cos/sin "
                "cache holds only L0 positions", f"vllm 0.33.0's rotary_embedding package on CPU ({SUITE_VLLM}, "
-               "llama family)", "use yarn or ntk for vLLM", as_of="vllm 0.33.0"),
+               "every family vLLM models itself)", "use yarn or ntk for vLLM", as_of="vllm 0.33.0",
+               excluded=VLLM_TRANSFORMERS_BACKEND),
     EngineRule("sglang", None, None, ("dynamic",), None, "differs",
                "computes dynamic NTK once, at the full length (static): frequencies below L0 differ",
-               "sglang 0.5.23's rotary_embedding package on CPU (tests/test_conformance_sglang.py, llama family)",
-               "use yarn for a scaling that is the same everywhere", as_of="sglang 0.5.23"),
+               f"sglang 0.5.23's rotary_embedding package on CPU ({SUITE_SGLANG})",
+               "use yarn for a scaling that is the same everywhere", as_of="sglang 0.5.23",
+               excluded=SGLANG_NO_SCALING),
+    EngineRule("sglang", None, None, ("linear", "dynamic", "yarn", "llama3", "longrope"), SGLANG_NO_SCALING, "differs",
+               "the family's model file passes only θ to get_rope (no rope_scaling): plain RoPE, while "
+               "get_context_length still serves L0·s", f"sglang 0.5.23's rotary_embedding package on CPU with the "
+               f"model files' get_rope arguments ({SUITE_SGLANG})", "use ntk (a larger θ) for this family on SGLang",
+               as_of="sglang 0.5.23"),
+    EngineRule("sglang", None, None, ("longrope",), ("cohere",), "fails",
+               "commandr.py passes is_neox_style=False and get_rope raises \"Phi3LongRoPEScaledRotaryEmbedding only "
+               "supports neox_style\"", f"sglang 0.5.23's rotary_embedding package on CPU ({SUITE_SGLANG})",
+               "use yarn for Cohere on SGLang", as_of="sglang 0.5.23"),
 ]
 
 

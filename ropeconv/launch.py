@@ -63,7 +63,7 @@ def _vllm(c: Conversion, model: str) -> list[LaunchLine]:
                                                    if r.engine == "vllm" and "longrope" in r.methods))]
     return [LaunchLine("vLLM", SERVE, f"vllm serve {shlex.quote(model)}",
                        f"vLLM derives {c.served_context} tokens from the config", False,
-                       "vllm/config/model.py _get_and_verify_max_len (read)")]
+                       "vllm 0.33.0's _get_and_verify_max_len, run by tests/test_conformance_vllm.py")]
 
 
 def _sglang(c: Conversion, model: str) -> list[LaunchLine]:
@@ -71,7 +71,7 @@ def _sglang(c: Conversion, model: str) -> list[LaunchLine]:
                        f"python -m sglang.launch_server --model-path {shlex.quote(model)} "
                        f"--context-length {c.served_context}",
                        "SGLang derives the context from the config; --context-length states it explicitly",
-                       False, "sglang hf_transformers_utils.get_context_length (read)")]
+                       False, "sglang 0.5.23's get_context_length, run by tests/test_conformance_sglang.py")]
 
 
 def _llamacpp(c: Conversion) -> list[LaunchLine]:

@@ -146,7 +146,8 @@ def _yarn_factor(ctx: Context) -> list[Finding]:
     return [Finding(
         "yarn-factor-mismatch", "error", ctx.key("max_position_embeddings"),
         f"YaRN factor {factor:g} × original {L0} = {target}, but max_position_embeddings is {max_pos}: "
-        f"vLLM serves {target} tokens while SGLang, TGI and llama.cpp serve {max_pos}; transformers "
+        f"vLLM (0.33), SGLang, TGI and llama.cpp serve {max_pos} tokens although the factor is scaled for {target}; "
+        "transformers "
         f"4.51–4.55 and exllamav3 recompute the factor as {max_pos}/{L0} = {recomputed:.4g} and so compute "
         "different frequencies",
         f"set max_position_embeddings to {target} (= original × factor)",

@@ -11,9 +11,8 @@ Stubbed — none of it is RoPE; each only lets the files import without the serv
 - sglang.kernels.fused_op.BaseFusedOp → an nn.Module whose forward is forward_native (the dispatch
   between CUDA/HIP/NPU kernels and the native path);
 - sglang.kernels.ops.attention.{rotary_triton, mrope, rope}: GPU kernels, raising if called.
-The arguments get_rope receives are taken the way sglang/srt/models/llama.py's LlamaDecoderLayer takes
-them from the transformers config (reproduced in `llama_rope_args`: importing the model file needs the
-server's attention and quantization layers).
+The arguments get_rope receives are the ones the family's model file passes (tests/engines/sglang_models.py,
+reproduced with the source lines it relies on; the test asserts they are still in the wheel).
 
 The served length is SGLang's own `get_context_length` and `CONTEXT_LENGTH_KEYS`, taken verbatim out of
 sglang/srt/utils/hf_transformers/common.py (the module itself imports the server) and run on the
@@ -30,7 +29,8 @@ import types
 import torch
 from torch import nn
 
-from runner_common import cache_result, error_result, pkg  # this folder: the runner runs as a script
+from runner_common import cache_result, error_result, extract, pkg  # this folder: the runner runs as a script
+from sglang_models import MODELS, rope_args
 
 ROOT = sys.argv[1]
 
@@ -72,34 +72,10 @@ def install_stubs():
         module.__getattr__ = missing
 
 
-def llama_rope_args(config):
-    """sglang/srt/models/llama.py LlamaDecoderLayer.__init__ and LlamaAttention's get_rope call."""
-    rope_parameters = getattr(config, "rope_parameters", None)
-    if rope_parameters is not None:
-        rope_theta = rope_parameters.get("rope_theta", 10000)
-        rope_scaling = rope_parameters
-    else:
-        rope_theta = getattr(config, "rope_theta", 10000)
-        rope_scaling = getattr(config, "rope_scaling", None)
-    if rope_scaling is not None and getattr(config, "original_max_position_embeddings", None):
-        rope_scaling["original_max_position_embeddings"] = config.original_max_position_embeddings
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return dict(head_size=head_dim, rotary_dim=head_dim, max_position=getattr(config, "max_position_embeddings", 8192),
-                base=rope_theta, rope_scaling=rope_scaling, is_neox_style=getattr(config, "rope_is_neox_style", True))
-
-
 def sglang_context_length():
     """get_context_length from SGLang's own source file (the function and the keys it reads, unchanged)."""
-    import ast
-
     path = f"{ROOT}/sglang/srt/utils/hf_transformers/common.py"
-    tree = ast.parse(open(path).read())
-    wanted = [node for node in tree.body
-              if isinstance(node, ast.FunctionDef) and node.name == "get_context_length"
-              or isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "CONTEXT_LENGTH_KEYS" for t in node.targets)]
-    namespace = {}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), path, "exec"), namespace)
-    return namespace["get_context_length"]
+    return extract(open(path).read(), path, ["get_context_length", "CONTEXT_LENGTH_KEYS"], {})["get_context_length"]
 
 
 def main():
@@ -113,8 +89,12 @@ def main():
     for case in json.load(open(sys.argv[2])):
         try:
             config = AutoConfig.from_pretrained(case["folder"])
-            served = get_context_length(config)
-            rope = get_rope(**llama_rope_args(config), dtype=torch.float32)
+            served = get_context_length(config.get_text_config())  # SGLang's ModelConfig passes hf_text_config
+            text = config.get_text_config()
+            if text.model_type not in MODELS:  # Transformers backend / not run (see sglang_models.py)
+                results[case["id"]] = {"ok": True, "backend": "not run", "served": served}
+                continue
+            rope = get_rope(**rope_args(text), dtype=torch.float32)
             caches = {name: getattr(rope, name) for name in ("cos_sin_cache", "short_cos_sin_cache", "long_cos_sin_cache")
                       if isinstance(getattr(rope, name, None), torch.Tensor)}
             results[case["id"]] = cache_result(rope, caches, served=served)

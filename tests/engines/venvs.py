@@ -194,3 +194,27 @@ def vllm_root() -> Path:
     """vLLM's published wheel (336 MB download, cached), only its rotary-embedding package unpacked."""
     wheel = download(f"vllm=={VLLM}")
     return unpacked(wheel, ("vllm/model_executor/layers/rotary_embedding/",))
+
+
+# The transformers release each engine wheel requires (its METADATA): the engine's runner runs with
+# that release, as a server would, not with the one installed here.
+ENGINE_TRANSFORMERS = {"vllm": "5.20.2", "sglang": "5.19.0"}
+
+
+def engine_env(engine: str) -> tuple[Path, dict]:
+    """(python, environment) for an engine's runner: torch, and the transformers the wheel requires."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+
+    version = ENGINE_TRANSFORMERS[engine]
+    wheel = download(f"{engine}=={VLLM if engine == 'vllm' else SGLANG}")
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode().splitlines()
+    wanted = [Requirement(line.split(":", 1)[1].strip()) for line in lines if line.startswith("Requires-Dist:")]
+    spec = next(r.specifier for r in wanted if r.name == "transformers" and not r.marker)
+    if version not in spec:
+        raise RuntimeError(f"{wheel.name} requires transformers{spec}; ENGINE_TRANSFORMERS says {version}")
+    return transformers_env(version)
+

@@ -16,21 +16,35 @@ Stubbed — none of it is RoPE; each only lets the files import without the engi
 - vllm.config.get_current_vllm_config → an object whose model_config.max_model_len is the
   max_position_embeddings passed (LongRoPE picks its factor set from the served length: that is
   the one number this runner supplies, and it is reported).
-The arguments of get_rope are taken the way vllm/model_executor/models/llama.py's LlamaAttention
-takes them (head_dim, max_position_embeddings, config.rope_parameters; reproduced in `llama_rope_args`).
+The arguments of get_rope are the ones the family's model file passes (tests/engines/vllm_models.py,
+reproduced with the source lines it relies on; the test asserts they are still in the wheel). The
+config is patched the way vLLM loads it: patch_rope_parameters (vllm/transformers_utils/config.py,
+run unchanged) on the config and its text config.
 
-argv: wheel root, cases JSON file [{"id", "folder", "max_model_len" (optional)}].
+The served length is vllm/config/model.py's `_get_and_verify_max_len`, run unchanged with what it
+calls (iter_rope_parameters, is_rope_parameters_nested, patch_rope_parameters, patch_legacy_rope_type
+from vllm/transformers_utils/config.py; getattr_iter from vllm/config/utils.py;
+ModelArchConfigConvertorBase.derive_max_model_len_and_key from
+vllm/transformers_utils/model_arch_config_convertor.py), all taken out of the wheel's files (the
+modules import the engine). Stubbed there, none of it about lengths: the logger (warnings), envs
+(VLLM_ALLOW_LONG_MAX_MODEL_LEN = False, its default), current_platform.check_max_model_len (a
+hardware cap: returns the length). It runs without and with --max-model-len (the case's
+max_model_len); a length vLLM refuses is reported as the error.
+
+argv: wheel root, cases JSON file [{"id", "folder", "max_model_len" (optional)}], the wheel file.
 """
 
 import json
 import logging
 import sys
 import types
+import zipfile
 
 import torch
 from torch import nn
 
-from runner_common import cache_result, error_result, pkg  # this folder: the runner runs as a script
+from runner_common import cache_result, error_result, extract, pkg  # this folder: the runner runs as a script
+from vllm_models import TRANSFORMERS_BACKEND, rope_args
 
 ROOT = sys.argv[1]
 MAX_MODEL_LEN = [None]
@@ -94,11 +108,42 @@ def install_stubs():
         model_config=types.SimpleNamespace(max_model_len=MAX_MODEL_LEN[0]))
 
 
-def llama_rope_args(config):
-    """vllm/model_executor/models/llama.py: LlamaDecoderLayer / LlamaAttention's get_rope call."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return dict(head_size=head_dim, max_position=getattr(config, "max_position_embeddings", 8192),
-                rope_parameters=getattr(config, "rope_parameters", None), is_neox_style=True)
+def length_code(wheel):
+    """(patch_rope_parameters, max_len(hf_text_config, max_model_len)) run from the wheel's own files."""
+    from typing import Any, Callable, Iterator, Sequence
+
+    from transformers import PreTrainedConfig
+    from transformers.configuration_utils import ALLOWED_LAYER_TYPES
+
+    class Logger(logging.Logger):
+        def warning_once(self, *args, **kwargs):
+            self.warning(*args, **kwargs)
+
+    logger = Logger("vllm")
+    ns = dict(Any=Any, Callable=Callable, Iterator=Iterator, Sequence=Sequence, PreTrainedConfig=PreTrainedConfig,
+              ALLOWED_LAYER_TYPES=ALLOWED_LAYER_TYPES, ModelArchitectureConfig=object, logger=logger,
+              envs=types.SimpleNamespace(VLLM_ALLOW_LONG_MAX_MODEL_LEN=False),
+              current_platform=types.SimpleNamespace(check_max_model_len=lambda n: n))
+    with zipfile.ZipFile(wheel) as zf:
+        def source(path):
+            return zf.read(path).decode(), path
+        extract(*source("vllm/config/utils.py"), ["getattr_iter"], ns)
+        sys.modules["vllm.config"].utils = types.SimpleNamespace(getattr_iter=ns["getattr_iter"])
+        sys.modules["vllm.config.utils"] = sys.modules["vllm.config"].utils  # patch_rope_parameters imports it
+        extract(*source("vllm/transformers_utils/config.py"), ["is_rope_parameters_nested", "iter_rope_parameters",
+                                                             "patch_legacy_rope_type", "patch_rope_parameters"], ns)
+        extract(*source("vllm/transformers_utils/model_arch_config_convertor.py"),
+                ["ModelArchConfigConvertorBase.derive_max_model_len_and_key"], ns)
+        extract(*source("vllm/config/model.py"), ["_get_and_verify_max_len"], ns)
+
+    def max_len(text_config, max_model_len):
+        derived = ns["derive_max_model_len_and_key"](types.SimpleNamespace(hf_text_config=text_config))
+        arch = types.SimpleNamespace(derived_max_model_len_and_key=derived)
+        try:
+            return ns["_get_and_verify_max_len"](text_config, arch, None, max_model_len, False, None)
+        except ValueError as exc:  # vLLM refuses the asked length
+            return f"ValueError: {str(exc)[:200]}"
+    return ns["patch_rope_parameters"], max_len
 
 
 def main():
@@ -107,11 +152,19 @@ def main():
 
     from vllm.model_executor.layers.rotary_embedding import get_rope
 
+    patch, max_len = length_code(sys.argv[3])
     results = {}
     for case in json.load(open(sys.argv[2])):
         try:
-            config = AutoConfig.from_pretrained(case["folder"]).get_text_config()
-            args = llama_rope_args(config)
+            config = AutoConfig.from_pretrained(case["folder"])
+            patch(config)  # as vllm/transformers_utils/config.py get_config does, on both
+            config = config.get_text_config()
+            patch(config)
+            served = {"default": max_len(config, None), "asked": max_len(config, case.get("max_model_len"))}
+            if config.model_type in TRANSFORMERS_BACKEND:  # transformers' own rotary class (see vllm_models.py)
+                results[case["id"]] = {"ok": True, "backend": "transformers", "served": served}
+                continue
+            args = rope_args(config)
             MAX_MODEL_LEN[0] = case.get("max_model_len") or args["max_position"]
             rope = get_rope(**args, dtype=torch.float32)
             if hasattr(rope, "long_short_cos_sin_cache"):
@@ -122,7 +175,7 @@ def main():
                 caches = {"cos_sin_cache": cache[offset:]}
             else:
                 caches = {"cos_sin_cache": rope.cos_sin_cache}
-            results[case["id"]] = cache_result(rope, caches, max_model_len=MAX_MODEL_LEN[0])
+            results[case["id"]] = cache_result(rope, caches, max_model_len=MAX_MODEL_LEN[0], served=served)
         except Exception as exc:  # the engine refusing the config is a result
             results[case["id"]] = error_result(exc)
     json.dump(results, sys.stdout)
