@@ -13,7 +13,7 @@ frequencies at the context the config advertises. Pure Python: no torch, no tran
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ropeconv.methods import Basis, compute, unscaled
@@ -267,6 +267,12 @@ def _type_of(entry: dict, prefer: str) -> str:
 
 
 def read_as(engine: Engine, config: dict, spec: RopeSpec) -> Reading:
+    if spec.model_type in TRANSFORMERS_BACKEND.get(engine.key, ()):
+        # the engine has no model file of its own for the family: its Transformers backend runs transformers'
+        # own rotary classes
+        reading = read_as(ENGINE_BY_KEY["transformers5"], config, spec)
+        return replace(reading, notes=[*reading.notes, f"served through {engine.name}'s Transformers backend "
+                                                       "(transformers' rotary classes)"])
     section = section_of(config, spec)
     notes: list[str] = []
     if engine.keys.value == "v5":
@@ -418,12 +424,16 @@ def same(a: list[float], b: list[float], rel: float = 1e-5) -> bool:
 # read in the engine's source, and the table says so rather than vouching for it.
 RUN_BY_SUITE: dict[str, tuple[str, ...]] = {
     "transformers5": ("*",), "transformers4": ("*",),
-    "vllm": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3", "phi",
-             "gemma", "gemma2", "gemma3_text", "gpt_neox", "stablelm", "falcon", "olmo", "olmo2", "cohere", "glm",
-             "deepseek_v3"),
+    # vLLM's Transformers-backend families (phi, gpt_neox, olmo, olmo2, glm): their served length is run, their
+    # RoPE (transformers' classes inside vLLM) is not, so they stay "read, not run"
+    "vllm": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3",
+             "gemma", "gemma2", "gemma3_text", "stablelm", "falcon", "cohere", "deepseek_v3"),
     "sglang": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3", "phi",
                "gemma", "gemma2", "stablelm", "olmo", "olmo2", "cohere", "deepseek_v3"),
-    "llamacpp": ("llama",),
+    # not gpt_neox: the converter fails on it under transformers 5 (KeyError 'rotary_pct'), unscaled too
+    "llamacpp": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3",
+                 "phi", "gemma", "gemma2", "gemma3_text", "stablelm", "falcon", "olmo", "olmo2", "cohere", "glm",
+                 "deepseek_v3"),
 }
 NOT_RUN = " (read, not run)"
 
@@ -499,14 +509,22 @@ AFTER_450 = ("deepseek_v2", "deepseek_v3", "qwen3", "qwen3_moe", "glm4", "olmo3"
 SUITE_T4 = "tests/test_conformance_transformers4.py"
 SUITE_LLAMACPP = "tests/test_conformance_llamacpp.py"
 SUITE_VLLM = "tests/test_conformance_vllm.py"
-# Families vLLM 0.33.0 serves through its Transformers backend (transformers' own rotary classes)
+# Families an engine serves through its Transformers backend (transformers' own rotary classes): vLLM 0.33.0's
+# registry maps them there, SGLang 0.5.23 has no model file for them (tests/engines/{vllm,sglang}_models.py)
 VLLM_TRANSFORMERS_BACKEND = ("phi", "gpt_neox", "olmo", "olmo2", "glm")
+SGLANG_TRANSFORMERS_BACKEND = ("gpt_neox", "falcon", "glm")
+TRANSFORMERS_BACKEND = {"vllm": VLLM_TRANSFORMERS_BACKEND, "sglang": SGLANG_TRANSFORMERS_BACKEND}
 SUITE_SGLANG = "tests/test_conformance_sglang.py"
 # Families whose SGLang 0.5.23 model file passes get_rope only θ (mixtral.py, phi.py, gemma.py, gemma2.py,
 # stablelm.py, olmo.py)
 SGLANG_NO_SCALING = ("mixtral", "phi", "gemma", "gemma2", "stablelm", "olmo")
 ISSUE_RUN = "issue 11's run of the engine's own code on CPU (not re-run by this suite: see the test module)"
 CONVERTER = "the converter of llama-cpp-python 0.3.36"
+# Families whose llama.cpp converter class writes no RoPE keys of the config (its own set_gguf_parameters)
+NO_ROPE_KEYS = ("phi", "gemma", "gemma2", "stablelm", "falcon", "glm")
+# Families the converter runs for which llama.cpp's architecture loads no rope_freqs tensor
+NO_ROPE_FREQS = ("qwen2", "qwen2_moe", "qwen3", "phi", "gemma", "gemma2", "gemma3_text", "stablelm", "falcon",
+                 "olmo", "olmo2", "cohere", "glm")
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -595,14 +613,31 @@ RULES: list[EngineRule] = [
                "there for vLLM and SGLang, which multiply it by the factor): llama-server serves L0 unless told",
                f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
                "pass -c L0·s to llama.cpp (the launch line), or extend the GGUF with ropeconv", as_of=CONVERTER,
-               excluded=("gemma3", "gemma3_text")),  # Gemma 3 keeps L0·s in max_position_embeddings for linear
+               # Gemma 3 keeps L0·s in max_position_embeddings for linear; the rest drop linear altogether
+               excluded=("gemma3", "gemma3_text") + NO_ROPE_KEYS + ("cohere",)),
     EngineRule("llamacpp", None, None, ("dynamic",), None, "differs",
                "convert_hf_to_gguf.py drops dynamic scaling: plain RoPE with context_length L0",
                f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
                "use yarn or ntk for llama.cpp", as_of=CONVERTER),
+    EngineRule("llamacpp", None, None, ("linear", "ntk", "yarn"), NO_ROPE_KEYS, "differs",
+               "convert_hf_to_gguf.py writes neither rope.scaling.* nor the config's rope_theta for these families "
+               "(θ: llama.cpp's default 10000, GLM 10000·rope_ratio; Falcon's context_length is always 2048, GLM's "
+               "seq_length or hidden_size): llama.cpp runs plain RoPE",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP}, tiny models)",
+               "convert the unscaled model, then `ropeconv extend model.gguf` on the GGUF", as_of=CONVERTER),
+    EngineRule("llamacpp", None, None, ("linear", "yarn"), ("cohere",), "differs",
+               "convert_hf_to_gguf.py writes rope.scaling.type none for Command-R and drops the factor: llama.cpp "
+               "runs plain RoPE (θ is written, so ntk converts)",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP}, tiny model)",
+               "convert the unscaled model, then `ropeconv extend model.gguf` on the GGUF", as_of=CONVERTER),
+    EngineRule("llamacpp", None, None, ("llama3",), NO_ROPE_FREQS, "differs",
+               "convert_hf_to_gguf.py writes no rope_freqs tensor for these families (llama.cpp loads none for "
+               "their architectures; ropeconv refuses llama3 on such a GGUF): plain RoPE",
+               f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP}, tiny models)",
+               "use yarn for llama.cpp", as_of=CONVERTER),
     EngineRule("llamacpp", None, None, ("longrope",), None, "differs",
-               "convert_hf_to_gguf.py writes rope.scaling.type longrope without the rope_factors tensors or "
-               "attn_factor for llama-family models: llama.cpp runs plain RoPE",
+               "convert_hf_to_gguf.py writes no rope_factors tensors (rope.scaling.type longrope alone, or for "
+               "some families nothing) and no attn_factor, except for Phi-3: llama.cpp runs plain RoPE",
                f"llama.cpp's converter from llama-cpp-python 0.3.36 ({SUITE_LLAMACPP})",
                "convert the unscaled model, then `ropeconv extend model.gguf --method longrope …` on the GGUF",
                excluded=("phi3", "phimoe"), as_of=CONVERTER),
@@ -635,7 +670,7 @@ RULES: list[EngineRule] = [
                "computes dynamic NTK once, at the full length (static): frequencies below L0 differ",
                f"sglang 0.5.23's rotary_embedding package on CPU ({SUITE_SGLANG})",
                "use yarn for a scaling that is the same everywhere", as_of="sglang 0.5.23",
-               excluded=SGLANG_NO_SCALING),
+               excluded=SGLANG_NO_SCALING + SGLANG_TRANSFORMERS_BACKEND),
     EngineRule("sglang", None, None, ("linear", "dynamic", "yarn", "llama3", "longrope"), SGLANG_NO_SCALING, "differs",
                "the family's model file passes only θ to get_rope (no rope_scaling): plain RoPE, while "
                "get_context_length still serves L0·s", f"sglang 0.5.23's rotary_embedding package on CPU with the "

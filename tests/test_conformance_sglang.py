@@ -30,6 +30,7 @@ from ropeconv.methods import CONVERTIBLE
 
 pytestmark = pytest.mark.engines
 RUNNER = Path(__file__).parent / "engines" / "sglang_runner.py"
+CASES = [f"{family}-{method}" for family in SOURCES for method in CONVERTIBLE]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def results(tmp_path_factory):
     return json.loads(proc.stdout)
 
 
-@pytest.mark.parametrize("case_id", [f"{family}-{method}" for family in SOURCES for method in CONVERTIBLE])
+@pytest.mark.parametrize("case_id", CASES)
 def test_sglang_computes_what_the_method_means(results, case_id):
     case = session.matrix()[case_id]
     if case.refused:  # exit 2 with the reason (the engine-side proofs are in test_conformance_vllm.py)
@@ -102,3 +103,12 @@ def test_sglang_model_files_still_call_get_rope_so():
         assert not missing, (file, missing)
     for arch in TRANSFORMERS_BACKEND.values():
         assert not any(f"class {arch}(" in text or f"EntryClass = {arch}" in text for text in models.values()), arch
+
+
+@pytest.mark.parametrize("case_id", CASES)
+def test_check_says_what_sglang_computes(results, case_id):
+    """check's sglang row agrees with what the engine's code computed on the same output."""
+    case = session.matrix()[case_id]
+    if case.refused:
+        pytest.skip("refused by ropeconv (the test above checks exit 2)")
+    session.check_agrees("sglang", case, results[case.id])

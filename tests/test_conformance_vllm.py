@@ -73,7 +73,8 @@ def test_vllm_computes_what_the_method_means(results, case_id):
     got = results[case.id]
     config, spec = config_of(case)
     rules = [r for r in rules_for(spec.model_type, case.method, "vllm") if r.outcome != "context"]
-    assert run_by_suite("vllm", spec.model_type), spec.model_type  # check's table says this suite ran it
+    # check's table says this suite ran vLLM's RoPE exactly where it did (not in the Transformers backend)
+    assert run_by_suite("vllm", spec.model_type) == (spec.model_type not in TRANSFORMERS_BACKEND), spec.model_type
     if any(r.outcome == "fails" for r in rules):
         assert not got["ok"], got
         return
@@ -194,3 +195,12 @@ def test_vllm_gives_gemma3_dynamic_no_context(tmp_path):
     assert got["served"]["default"] == case.L0, got
     assert str(got["served"]["asked"]).startswith("ValueError"), got
     assert session.matrix()["gemma3_text-dynamic"].refused
+
+
+@pytest.mark.parametrize("case_id", CASES)
+def test_check_says_what_vllm_computes(results, case_id):
+    """check's vllm row agrees with what the engine's code computed on the same output."""
+    case = session.matrix()[case_id]
+    if case.refused:
+        pytest.skip("refused by ropeconv (the test above checks exit 2)")
+    session.check_agrees("vllm", case, results[case.id])

@@ -46,7 +46,8 @@ SOURCES: dict[str, tuple[str, dict, str | None, bool]] = {
                                     "layer_types": ["sliding_attention", "full_attention"], "num_hidden_layers": 2},
                     "Gemma3ForCausalLM", False),
     "gpt_neox": ("gpt_neox", {"rotary_pct": 0.25}, "GPTNeoXForCausalLM", False),
-    "stablelm": ("stablelm", {}, "StableLmForCausalLM", False),
+    # partial rotary 0.5 of head 16: 4 pairs, enough for llama3 to scale one (0.25 leaves 2, both unscaled)
+    "stablelm": ("stablelm", {"partial_rotary_factor": 0.5}, "StableLmForCausalLM", False),
     "falcon": ("falcon", {"num_kv_heads": 2, "new_decoder_architecture": True, "alibi": False},
                "FalconForCausalLM", False),
     "olmo": ("olmo", {}, "OlmoForCausalLM", False),
