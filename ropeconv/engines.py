@@ -432,8 +432,8 @@ RUN_BY_SUITE: dict[str, tuple[str, ...]] = {
                "gemma", "gemma2", "stablelm", "olmo", "olmo2", "cohere", "deepseek_v3"),
     # not gpt_neox: the converter fails on it under transformers 5 (KeyError 'rotary_pct'), unscaled too
     "llamacpp": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3",
-                 "phi", "gemma", "gemma2", "gemma3_text", "stablelm", "falcon", "olmo", "olmo2", "cohere", "glm",
-                 "deepseek_v3"),
+                 "phi", "gemma", "gemma2", "gemma3_text", "gpt_neox", "stablelm", "falcon", "olmo", "olmo2", "cohere",
+                 "glm", "deepseek_v3"),
 }
 NOT_RUN = " (read, not run)"
 
@@ -521,10 +521,10 @@ SGLANG_NO_SCALING = ("mixtral", "phi", "gemma", "gemma2", "stablelm", "olmo")
 ISSUE_RUN = "issue 11's run of the engine's own code on CPU (not re-run by this suite: see the test module)"
 CONVERTER = "the converter of llama-cpp-python 0.3.36"
 # Families whose llama.cpp converter class writes no RoPE keys of the config (its own set_gguf_parameters)
-NO_ROPE_KEYS = ("phi", "gemma", "gemma2", "stablelm", "falcon", "glm")
+NO_ROPE_KEYS = ("phi", "gemma", "gemma2", "gpt_neox", "stablelm", "falcon", "glm")
 # Families the converter runs for which llama.cpp's architecture loads no rope_freqs tensor
-NO_ROPE_FREQS = ("qwen2", "qwen2_moe", "qwen3", "phi", "gemma", "gemma2", "gemma3_text", "stablelm", "falcon",
-                 "olmo", "olmo2", "cohere", "glm")
+NO_ROPE_FREQS = ("qwen2", "qwen2_moe", "qwen3", "phi", "gemma", "gemma2", "gemma3_text", "gpt_neox", "stablelm",
+                 "falcon", "olmo", "olmo2", "cohere", "glm")
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -696,3 +696,18 @@ def method_of(spec: RopeSpec) -> str:
 
 def verified_rules_table() -> list[dict]:
     return [r.to_dict() for r in RULES]
+
+
+def rules_markdown() -> str:
+    """RULES as the README's table (scripts/engine_rules_table.py writes it; a test holds the README to it)."""
+    def families(rule: EngineRule) -> str:
+        named = ", ".join(rule.families) if rule.families else "every family"
+        return named + (f" but {', '.join(rule.excluded)}" if rule.excluded else "")
+
+    lines = ["| engine, releases | methods | families | what it computes instead | verified against | what to do |",
+             "|---|---|---|---|---|---|"]
+    for rule in RULES:
+        cells = (rule.versions, ", ".join(rule.methods), families(rule), rule.computes, rule.verified, rule.fix)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+

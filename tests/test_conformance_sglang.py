@@ -33,18 +33,21 @@ RUNNER = Path(__file__).parent / "engines" / "sglang_runner.py"
 CASES = [f"{family}-{method}" for family in SOURCES for method in CONVERTIBLE]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    session.set_root(tmp_path_factory.getbasetemp() / "conformance")
-    cases = [c for c in session.matrix().values() if not c.refused]
+def run_sglang(cases: list[dict]) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump([{"id": c.id, "folder": str(c.folder)} for c in cases], handle)
+        json.dump(cases, handle)
     python, env = engine_env("sglang")  # the transformers release SGLang requires
     proc = subprocess.run([str(python), str(RUNNER), str(sglang_root()), handle.name], capture_output=True,
                           text=True, env=env, timeout=600)
     os.unlink(handle.name)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    session.set_root(tmp_path_factory.getbasetemp() / "conformance")
+    return run_sglang([{"id": c.id, "folder": str(c.folder)} for c in session.matrix().values() if not c.refused])
 
 
 @pytest.mark.parametrize("case_id", CASES)
@@ -112,3 +115,24 @@ def test_check_says_what_sglang_computes(results, case_id):
     if case.refused:
         pytest.skip("refused by ropeconv (the test above checks exit 2)")
     session.check_agrees("sglang", case, results[case.id])
+
+
+def test_sglang_runs_every_scaled_deepseek_type_as_its_yarn(tmp_path):
+    """Why DeepSeek V3 takes only yarn and ntk, on SGLang's side: deepseek_v2.py rewrites any scaled
+    rope_type to deepseek_yarn, so llama3 and longrope (configs ropeconv refuses to write) run as
+    DeepSeek-YaRN and linear/dynamic outputs (no original length) are refused or run as it too."""
+    from test_conformance_vllm import swapped
+
+    session.set_root(tmp_path.parent / "conformance")
+    source = session.matrix()["deepseek_v3-yarn"].folder
+    extra = {"llama3": dict(low_freq_factor=1.0, high_freq_factor=4.0),
+             "longrope": dict(short_factor=[1.0] * 4, long_factor=[2.0] * 4)}
+    plain = dict(drop=("original_max_position_embeddings",), top={"max_position_embeddings": 4096})
+    methods = ("linear", "dynamic", "llama3", "longrope")
+    got = run_sglang([{k: v for k, v in swapped(tmp_path, source, m, rope_type=m, **extra.get(m, {}),
+                                                 **(plain if m in methods[:2] else {})).items() if k != "max_model_len"}
+                      for m in ("yarn",) + methods])
+    assert got["yarn"]["rotary_class"] == "DeepseekScalingRotaryEmbedding", got["yarn"]
+    for m in methods:  # never the method named: DeepSeek-YaRN, or refused
+        assert not got[m]["ok"] or got[m]["rotary_class"] == "DeepseekScalingRotaryEmbedding", (m, got[m])
+    assert all(session.matrix()[f"deepseek_v3-{m}"].refused for m in methods)

@@ -176,3 +176,14 @@ def test_every_verified_rule_names_engine_versions_and_what_it_was_verified_agai
     assert len(verified_rules_table()) == len(RULES)
     assert [r.versions for r in rules_for("llama", "yarn", "transformers4", "4.46.3")] == ["transformers 4.45–4.50"]
     assert rules_for("llama", "yarn", "transformers4", "4.51.0") == []
+
+
+def test_readme_states_the_verified_rules_as_they_are():
+    """The README's engine table is RULES itself (scripts/engine_rules_table.py writes it)."""
+    from pathlib import Path
+
+    from ropeconv.engines import rules_markdown
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- engine-rules:start -->\n", 1)[1].split("\n<!-- engine-rules:end -->", 1)[0]
+    assert block == rules_markdown(), "run: python scripts/engine_rules_table.py"

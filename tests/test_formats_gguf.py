@@ -512,3 +512,22 @@ def test_split_gguf_part_is_refused(tmp_path):
     with pytest.raises(RopeconvError, match="one part of a 3-part split GGUF.*merge the parts"):
         extend_gguf(src, "yarn", factor=4, output=tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
+
+
+def test_deepseek2_yarn_carries_mscale_all_dim_as_llama_cpp_reads_it(tmp_path):
+    """llama.cpp's deepseek2 graph takes DeepSeek's softmax scale mscale(s, mscale_all_dim)² from
+    rope.scaling.yarn_log_multiplier (0.1·mscale_all_dim, as convert_hf_to_gguf.py writes it) and uses
+    attn_factor as the rotary magnitude itself; the converter's own output is compared in
+    tests/test_conformance_llamacpp.py (deepseek_v3-yarn)."""
+    src = tiny_gguf(tmp_path / "ds.gguf", "deepseek2")
+    report = extend_gguf(src, "yarn", factor=4, params={"mscale": 0.707, "mscale_all_dim": 0.707},
+                         output=tmp_path / "out.gguf")
+    reader = gguf.GGUFReader(tmp_path / "out.gguf")
+    assert reader.fields["deepseek2.rope.scaling.yarn_log_multiplier"].contents() == pytest.approx(0.0707)
+    assert "deepseek2.rope.scaling.attn_factor" not in reader.fields  # magnitude 1: mscale = mscale_all_dim
+    assert report["after"]["rope_type"] == "yarn"
+    back = inspect_gguf(tmp_path / "out.gguf")  # read back as DeepSeek's mscale pair
+    assert back["spec"]["scaling"]["mscale_all_dim"] == pytest.approx(0.707, rel=1e-6)
+    with pytest.raises(RopeconvError, match="assumes mscale = mscale_all_dim"):
+        extend_gguf(src, "yarn", factor=4, params={"mscale": 1.0, "mscale_all_dim": 0.707}, output=tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()

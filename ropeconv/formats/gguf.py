@@ -26,6 +26,7 @@ from ropeconv.gguf_io.read import (
     ROPE_TENSORS,
     YARN_BETA_ARCHS,
     YARN_BETA_DEFAULT,
+    YARN_LOG_MUL_ARCHS,
     GgufInfo,
     GgufRopeSpec,
     _key,
@@ -157,7 +158,17 @@ def plan_gguf(info: GgufInfo, request: ConversionRequest) -> GgufPlan:
     elif method == "yarn":
         set_kv[k("rope.scaling.type")] = (int(T.STRING), "yarn")
         set_kv[k("rope.scaling.factor")] = (_float_type(info.types, k("rope.scaling.factor")), s)
-        relative = attention / yarn_get_mscale(s)  # llama.cpp multiplies its own 0.1·ln(s)+1 by attn_factor
+        mscale_all = p.get("mscale_all_dim") or (info.kv[log_mul] / 0.1 if log_mul in info.kv else None)
+        if arch in YARN_LOG_MUL_ARCHS and mscale_all:
+            # DeepSeek: the softmax scale comes from the log multiplier, the rotary magnitude is attn_factor
+            if p.get("mscale") and abs(float(p["mscale"]) - float(mscale_all)) > 1e-9:
+                raise RopeconvError(f"llama.cpp's '{arch}' YaRN assumes mscale = mscale_all_dim, so mscale "
+                                    f"{p['mscale']:g} with mscale_all_dim {mscale_all:g} cannot be expressed",
+                                    "pass the same value for --mscale and --mscale-all-dim")
+            set_kv[log_mul] = (int(T.FLOAT32), 0.1 * float(mscale_all))
+            relative = attention
+        else:
+            relative = attention / yarn_get_mscale(s)  # llama.cpp multiplies its own 0.1·ln(s)+1 by attn_factor
         if abs(relative - 1.0) > 1e-6:
             set_kv[k("rope.scaling.attn_factor")] = (int(T.FLOAT32), relative)
             warnings.append(f"attention factor {attention:.6g} differs from llama.cpp's default "

@@ -38,6 +38,11 @@ LONGROPE_ARCHS = frozenset({
 })
 # Architectures that read rope.scaling.yarn_beta_fast / yarn_beta_slow, with their defaults there.
 YARN_BETA_ARCHS = {"grok": (8.0, 1.0), "mistral3": (32.0, 1.0)}
+# llama.cpp's deepseek2 graph (src/models/deepseek2.cpp, src/llama-context.cpp): with
+# rope.scaling.yarn_log_multiplier (0.1·mscale_all_dim, as convert_hf_to_gguf.py writes it) the softmax is
+# scaled by mscale(s, mscale_all_dim)², DeepSeek's attention, and the rotary magnitude is attn_factor itself
+# (llama.cpp assumes mscale == mscale_all_dim)
+YARN_LOG_MUL_ARCHS = ("deepseek2",)
 YARN_BETA_DEFAULT = (32.0, 1.0)
 NON_ROPE = {
     "bloom": "ALiBi (a linear distance penalty), not RoPE",
@@ -512,7 +517,12 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
             value = float(stored) if stored is not None and arch in YARN_BETA_ARCHS else defaults[i]
             if value != YARN_BETA_DEFAULT[i]:
                 scaling[name] = value
-        if abs(attn - 1.0) > 1e-7:
+        log_mul = kv.get(k("rope.scaling.yarn_log_multiplier"))
+        if arch in YARN_LOG_MUL_ARCHS and log_mul:
+            scaling["mscale"] = scaling["mscale_all_dim"] = float(log_mul) / 0.1
+            if abs(attn - 1.0) > 1e-7:
+                scaling["attention_factor"] = attn
+        elif abs(attn - 1.0) > 1e-7:
             scaling["attention_factor"] = yarn_get_mscale(s) * attn
         if freqs is not None:
             warnings.append("the file has both YaRN keys and a rope_freqs tensor: llama.cpp applies both "

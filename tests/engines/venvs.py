@@ -151,14 +151,17 @@ def unpacked(archive: Path, members: tuple[str, ...] = ()) -> Path:
 
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its vendor/llama.cpp holds the converter and gguf-py of that release
+CONVERTER_TRANSFORMERS = "4.57.6"  # vendor/llama.cpp/requirements/requirements-convert_hf_to_gguf.txt
 
 
 def llama_cpp_converter() -> tuple[list[str], dict]:
     """(command prefix, environment) running llama.cpp's own convert_hf_to_gguf.py.
 
     The script and its `conversion/` package and `gguf-py` come from the llama-cpp-python source
-    distribution (nothing is compiled); it runs on the system python (torch, numpy, transformers for
-    the tokenizer) with sentencepiece, which it imports first for every Llama vocabulary, from a cached
+    distribution (nothing is compiled). It runs as llama.cpp's requirements-convert_hf_to_gguf.txt asks:
+    with transformers 4.57.6 (it reads every config through AutoConfig(...).to_dict(), and transformers 5
+    moves rope_theta and the scaling into rope_parameters, where the converter does not look), torch from
+    the torch venv, and sentencepiece, which it imports first for every Llama vocabulary, from a cached
     --target folder.
     """
     sdist = download(f"llama-cpp-python=={LLAMA_CPP_PYTHON}", sdist=True)
@@ -171,9 +174,10 @@ def llama_cpp_converter() -> tuple[list[str], dict]:
              "installing sentencepiece for the converter")
 
     deps = _build(cache_root() / "converter-deps", build)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NO_LOCAL_GGUF")}
-    env.update(PYTHONPATH=str(deps), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return [sys.executable, str(script)], env
+    python, env = transformers_env(CONVERTER_TRANSFORMERS)
+    env.pop("NO_LOCAL_GGUF", None)
+    env["PYTHONPATH"] = os.pathsep.join((str(deps), env["PYTHONPATH"]))
+    return [str(python), str(script)], env
 
 
 SGLANG = "0.5.23"
