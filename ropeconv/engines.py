@@ -133,7 +133,8 @@ ENGINES: list[Engine] = [
                                                            "exists only in vLLM", True),
         original=Rule({"default": "top_first"}, "vLLM reads the transformers config object"),
         yarn_factor=Rule("given", REF),
-        attention=Rule("honoured", "ROPE.md §4: older vLLM ignores attention_factor"),
+        attention=Rule("honoured", "vllm 0.33.0 YaRNScalingRotaryEmbedding takes attention_factor, run by "
+                                   "tests/test_conformance_vllm.py", True),
         served=Rule("vllm", "vllm 0.33.0 vllm/config/model.py _get_and_verify_max_len, run by "
                             "tests/test_conformance_vllm.py: max_position_embeddings × factor for every type but "
                             "longrope/llama3/su/yarn/deepseek_yarn (those keep max_position_embeddings as already "
@@ -149,7 +150,8 @@ ENGINES: list[Engine] = [
         types=Rule(_types(dynamic=STATIC, ntk=UNKNOWN), "ROPE.md §4: dynamic is static in SGLang"),
         original=Rule({"default": "top_first"}, REF),
         yarn_factor=Rule("given", REF),
-        attention=Rule("ignored", "ROPE.md §4: SGLang ignores attention_factor"),
+        attention=Rule("ignored", "sglang 0.5.23 reads attn_factor, not attention_factor, run by "
+                                  "tests/test_conformance_sglang.py", True),
         served=Rule("sglang", "sglang hf_transformers_utils.get_context_length: max_position_embeddings × factor "
                               "unless rope_scaling has original_max_position_embeddings or is llama3", True),
         notes=("LongRoPE factors are chosen per batch",),

@@ -136,3 +136,17 @@ def test_sglang_runs_every_scaled_deepseek_type_as_its_yarn(tmp_path):
     for m in methods:  # never the method named: DeepSeek-YaRN, or refused
         assert not got[m]["ok"] or got[m]["rotary_class"] == "DeepseekScalingRotaryEmbedding", (m, got[m])
     assert all(session.matrix()[f"deepseek_v3-{m}"].refused for m in methods)
+
+
+def test_sglang_ignores_an_explicit_attention_factor(tmp_path):
+    """SGLang 0.5.23's YaRN reads `attn_factor`, not the `attention_factor` transformers and ropeconv write:
+    an explicit attention factor is replaced by the default 0.1·ln s + 1 (the warning ropeconv prints)."""
+    from engines.cases import build_source
+    from ropeconv import api
+    from ropeconv.methods import yarn_get_mscale
+
+    session.set_root(tmp_path.parent / "conformance")
+    out = tmp_path / "yarn-att"
+    api.extend(str(build_source("llama", tmp_path)), "yarn", factor=4, params={"attention_factor": 1.2}, output=out)
+    got = run_sglang([{"id": "att", "folder": str(out)}])["att"]
+    assert math.isclose(got["caches"]["cos_sin_cache"][1], yarn_get_mscale(4.0), rel_tol=1e-4), got

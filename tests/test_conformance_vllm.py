@@ -204,3 +204,16 @@ def test_check_says_what_vllm_computes(results, case_id):
     if case.refused:
         pytest.skip("refused by ropeconv (the test above checks exit 2)")
     session.check_agrees("vllm", case, results[case.id])
+
+
+def test_an_explicit_attention_factor_reaches_vllms_yarn(tmp_path):
+    """ropeconv writes `attention_factor` only when asked (with a warning naming the engines that ignore
+    it): vLLM 0.33.0's YaRN class takes it."""
+    from engines.cases import build_source
+    from ropeconv import api
+
+    session.set_root(tmp_path.parent / "conformance")
+    out = tmp_path / "yarn-att"
+    api.extend(str(build_source("llama", tmp_path)), "yarn", factor=4, params={"attention_factor": 1.2}, output=out)
+    got = run_vllm([{"id": "att", "folder": str(out), "max_model_len": 16384}])["att"]
+    assert math.isclose(got["caches"]["cos_sin_cache"][1], 1.2, rel_tol=1e-4), got

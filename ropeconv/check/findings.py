@@ -386,7 +386,7 @@ def _attention_factor(ctx: Context) -> list[Finding]:
         "attention-factor-ignored", "warning", ctx.key(*path, "attention_factor"),
         f"attention_factor {value:g} differs from the {rope_type} default"
         + (f" {default:.6g}" if default is not None else "")
-        + ": older vLLM, SGLang, TGI and exllamav2 ignore it and llama.cpp recomputes it, so their logits are "
+        + ": SGLang (0.5.23, run), TGI and exllamav2 ignore it and llama.cpp recomputes it, so their logits are "
           "scaled differently" + (f" (differs here in: {', '.join(ignoring)})" if ignoring else ""),
         "keep it only if the model was trained with it; otherwise remove it",
         ignoring or ["SGLang", "TGI", "exllamav2", "llama.cpp (after conversion)"])]

@@ -53,8 +53,8 @@ def plan_config(config: dict, request: ConversionRequest, earlier: Base | None =
     if rope.method != "ntk" and after.rope_type != rope.method:  # our own output must read back as written
         raise AssertionError(f"planned config reads back as {after.rope_type}, not {rope.method}")
     if rope.method == "yarn" and rope.params.get("attention_factor") is not None:
-        rope.warnings.append("attention_factor is written explicitly: older vLLM, SGLang, TGI and exllamav2 ignore "
-                             "it and llama.cpp recomputes it")
+        rope.warnings.append("attention_factor is written explicitly: SGLang (0.5.23, run), TGI and exllamav2 ignore "
+                             "it and llama.cpp recomputes it; transformers and vLLM 0.33 honour it")
     if rope.method == "dynamic":
         rope.warnings.append("dynamic is not portable: static in SGLang, no effect in vLLM, dropped by llama.cpp and "
                              "exllamav2, refused by exllamav3 (see `ropeconv methods`)")

@@ -6,7 +6,7 @@ the same writer and every candidate is a config the engines read.
   factor × L0 a whole number of tokens, as `extend` requires),
   beta_fast, beta_slow and the attention factor (the defaults 32 / 1 / 0.1·ln s + 1 were fitted to
   LLaMA-7B-class models). `portable` searches the factor alone: an explicit attention factor is
-  ignored by older vLLM, SGLang, TGI and exllamav2, and llama.cpp reads non-default betas only for
+  ignored by SGLang, TGI and exllamav2, and llama.cpp reads non-default betas only for
   some architectures.
 - ntk: θ', searched as the served context N ≥ target, s' = N / L0, θ' = θ·s'^(d/(d−2)) (what
   `extend --method ntk` writes, with max_position_embeddings = N).
