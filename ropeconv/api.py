@@ -75,7 +75,7 @@ def _extend_report(source: Source, folder: Path, dest: Path, files: FolderPlan, 
         # per-engine launch lines and the verified rules of releases that read this output differently
         **extend_section(conversion.config, conversion.rope.method, conversion.rope.factor,
                          conversion.rope.original_context, conversion.rope.served_context,
-                         conversion.before.model_type, str(dest)),
+                         conversion.before.model_type, conversion.after.theta, str(dest)),
         "dry_run": request.dry_run,
     }
 

@@ -39,6 +39,9 @@ class Family:
     # family's transformers 4.x config class raises on anything else (Phi-3's LongRoPE: type,
     # short_factor, long_factor with L0 at top level; OLMo 2: type, factor)
     legacy_scaling_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # transformers 5 holds the language model's settings in a text_config sub-config even when
+    # config.json is flat (Qwen2-VL, Qwen2.5-VL): a runtime override must be nested there
+    text_config_in_v5: bool = False
 
     def legacy_keys(self, method: str) -> tuple[str, ...] | None:
         return dict(self.legacy_scaling_keys).get(method)
@@ -77,9 +80,9 @@ _FAMILIES = [
     Family("qwen3_moe", trained_context=32768,
            note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768"),
     Family("qwen2_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
-           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON),
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True),
     Family("qwen2_5_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
-           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON),
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True),
     Family("phi3", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,
            methods_reason="transformers' Phi3 accepts only default or longrope RoPE and raises on others"),
     Family("phimoe", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,

@@ -21,6 +21,7 @@ import shlex
 from dataclasses import asdict, dataclass
 
 from ropeconv import engines as eng
+from ropeconv import families as fam
 
 SERVE = "serve"
 OVERRIDE = "override"
@@ -51,8 +52,7 @@ class Conversion:
     original_context: int  # L0
     served_context: int  # L0·s
     theta: float  # θ as written (NTK's enlarged θ for ntk)
-    scaling: dict  # the rope_scaling entry written (empty for ntk)
-    max_position_embeddings: int  # as written
+    hf_overrides: dict  # what vLLM's --hf-overrides must set (vllm_override)
 
 
 def _vllm(c: Conversion, model: str) -> list[LaunchLine]:
@@ -108,27 +108,33 @@ def gguf_launch_lines(served_context: int, gguf: str) -> list[LaunchLine]:
     return [*_llama_server(served_context, gguf, "the GGUF's context_length is"), *_ollama(served_context, gguf)]
 
 
-def vllm_override(c: Conversion) -> dict | None:
-    """The config keys `--hf-overrides` must set to apply the method to the unconverted model."""
-    if c.method == "ntk":
-        return {"rope_theta": c.theta, "max_position_embeddings": c.max_position_embeddings,
-                "rope_parameters": {"rope_type": "default", "rope_theta": c.theta}}
-    entry = {k: v for k, v in c.scaling.items() if k != "type"}
-    entry.setdefault("rope_type", c.method)
-    return {"rope_scaling": entry, "rope_parameters": {**entry, "rope_theta": c.theta},
-            "max_position_embeddings": c.max_position_embeddings}
+# The keys an output's RoPE lives in: the override copies each one the output has, whole. A partial entry
+# is not enough: vLLM replaces a dict-valued key outright (ModelConfig._apply_dict_overrides), so a
+# rope_parameters without StableLM's partial_rotary_factor or Gemma 3's sliding_attention breaks the model.
+OVERRIDE_KEYS = ("rope_scaling", "rope_parameters", "rope_theta", "partial_rotary_factor", "max_position_embeddings",
+                 "original_max_position_embeddings")
+
+
+def vllm_override(config_after: dict, model_type: str) -> dict:
+    """The config keys `vllm serve --hf-overrides` must set to apply the method to the unconverted model:
+    the output's RoPE keys (the family's own θ and partial-rotary keys included), under `text_config`
+    where transformers 5 holds the language model's settings there (vLLM's _update_nested reaches it)."""
+    family = fam.family_of(model_type)
+    keys = OVERRIDE_KEYS + ((family.theta_key, family.partial_key) if family else ())
+    nested = isinstance(config_after.get("text_config"), dict) and "max_position_embeddings" in config_after["text_config"]
+    section = config_after["text_config"] if nested else config_after
+    hf = {k: section[k] for k in dict.fromkeys(keys) if section.get(k) is not None}
+    return {"text_config": hf} if nested or (family and family.text_config_in_v5) else hf
 
 
 def _overrides(c: Conversion) -> list[LaunchLine]:
     out = []
-    hf = vllm_override(c)
-    if hf is not None:
-        out.append(LaunchLine(
-            "vLLM", OVERRIDE, f"vllm serve MODEL --hf-overrides {shlex.quote(json.dumps(hf, separators=(',', ':')))} "
-                              f"--max-model-len {c.served_context}",
-            "applies the method to the unconverted model's config at launch", True,
-            "the same keys applied to config.json load as the extended output in transformers 5 "
-            "(tests/test_launch.py); vLLM's own override path not run"))
+    hf = json.dumps(c.hf_overrides, separators=(",", ":"))
+    out.append(LaunchLine(
+        "vLLM", OVERRIDE, f"vllm serve MODEL --hf-overrides {shlex.quote(hf)} --max-model-len {c.served_context}",
+        "applies the method to the unconverted model's config at launch", True,
+        "vllm 0.33.0's config loading with these overrides, run on the unconverted model of every family, computes "
+        "what the extended output computes (tests/test_conformance_vllm.py)"))
     flags = {"linear": f"--rope-scaling linear --rope-scale {c.factor:g}",
              "yarn": f"--rope-scaling yarn --rope-scale {c.factor:g} --yarn-orig-ctx {c.original_context}",
              "ntk": f"--rope-freq-base {c.theta:.10g}"}.get(c.method)
@@ -144,27 +150,24 @@ def launch_lines(c: Conversion, model: str = "MODEL") -> list[LaunchLine]:
 
 
 def from_config(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
-                model_type: str) -> Conversion:
-    """A Conversion from the config.json an extend wrote (the language model's section)."""
-    section = config_after.get("text_config") if isinstance(config_after.get("text_config"), dict) and \
-        "max_position_embeddings" in config_after["text_config"] else config_after
-    scaling = section.get("rope_scaling") if isinstance(section.get("rope_scaling"), dict) else {}
+                model_type: str, theta: float) -> Conversion:
+    """A Conversion from a scaled config.json (what an extend wrote, or what `check` reads) and its θ."""
     return Conversion(model_type=model_type, method=method, factor=float(factor), original_context=int(original_context),
-                      served_context=int(served_context), theta=float(section.get("rope_theta", 10000.0)),
-                      scaling=dict(scaling or {}), max_position_embeddings=int(section["max_position_embeddings"]))
+                      served_context=int(served_context), theta=theta, hf_overrides=vllm_override(config_after, model_type))
 
 
 def launch_report(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
-                  model_type: str, model: str = "MODEL") -> list[dict]:
+                  model_type: str, theta: float, model: str = "MODEL") -> list[dict]:
     """`extend`'s "launch" section: JSON-able launch lines for the output at `model`."""
-    conversion = from_config(config_after, method, factor, original_context, served_context, model_type)
+    conversion = from_config(config_after, method, factor, original_context, served_context, model_type, theta)
     return [line.to_dict() for line in launch_lines(conversion, model)]
 
 
 def extend_section(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
-                   model_type: str, model: str = "MODEL") -> dict:
+                   model_type: str, theta: float, model: str = "MODEL") -> dict:
     """What `extend`'s report adds about engines: the launch lines (`launch`) and the verified rules of
     engine releases that read this output differently (`engine_rules`, as `check` warns about them)."""
     rule_method = "default" if method == "ntk" else method
-    return {"launch": launch_report(config_after, method, factor, original_context, served_context, model_type, model),
+    return {"launch": launch_report(config_after, method, factor, original_context, served_context, model_type, theta,
+                                       model),
             "engine_rules": [r.to_dict() for r in eng.rules_for(model_type, rule_method)]}

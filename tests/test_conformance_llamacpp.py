@@ -32,7 +32,7 @@ from engines.cases import ORIGINAL, SOURCES, build_case, method_params
 from engines.llamacpp import convert, rope_metadata, small_smollm2
 from engines.llamacpp_families import STUB_VOCAB, UNSUPPORTED, build_model
 from ropeconv import api, smollm
-from ropeconv.engines import rules_for
+from ropeconv.engines import NO_ROPE_KEYS, rules_for
 from ropeconv.errors import RopeconvError
 from ropeconv.methods import CONVERTIBLE, base_inv_freq
 from ropeconv.spec import read_spec
@@ -183,10 +183,10 @@ def test_converter_on_every_family(families_root, tmp_path, family, method):
         means(method, converted, case, spec.rotary_dim, params)
         return
     (rule,) = rules
-    holds(rule, method, direct, converted, case)
+    holds(rule, method, direct, converted, case, rope_metadata(base)["context_length"])
 
 
-def holds(rule, method: str, direct: dict | None, converted: dict, case) -> None:
+def holds(rule, method: str, direct: dict | None, converted: dict, case, base_context: int) -> None:
     """The difference `rule` states is there (and nothing else differs)."""
     # type none: llama.cpp ignores any factor (src/llama-context.cpp); effective() maps "absent, no factor" to none
     plain = converted["rope.scaling.type"] == "none" and not any(converted[t] for t in TENSORS)
@@ -195,7 +195,11 @@ def holds(rule, method: str, direct: dict | None, converted: dict, case) -> None
         assert differ == ["context_length"] and converted["context_length"] == case.L0, (differ, converted)
         assert direct["context_length"] == case.served
     elif method == "dynamic":  # ropeconv refuses dynamic on a GGUF; the converter writes plain RoPE at L0
-        assert direct is None and plain and converted["context_length"] == case.L0, converted
+        # context_length: the output's max_position_embeddings (L0), or for the families whose converter
+        # class ignores it (NO_ROPE_KEYS: Falcon 2048, GLM seq_length) what it writes for the unscaled model
+        ignores_length = SOURCES[case.family][0] in NO_ROPE_KEYS
+        assert direct is None and plain, converted
+        assert converted["context_length"] == (base_context if ignores_length else case.L0), converted
     elif method == "longrope":  # no factor tensors (the type alone, or nothing)
         assert converted["rope.scaling.type"] in ("longrope", "none") and not converted["rope_factors_long.weight"]
         assert direct is None or direct["rope_factors_long.weight"]

@@ -8,7 +8,9 @@ the stubs and why none is RoPE) on ropeconv's outputs for every family × method
   computes instead;
 - the served length (vllm/config/model.py _get_and_verify_max_len, run) must be `check`'s number;
 - every combination ropeconv refuses is refused, and where the reason is vLLM's behaviour the engine
-  code is run on the config ropeconv would not write, to show it.
+  code is run on the config ropeconv would not write, to show it;
+- the runtime override ropeconv prints (`vllm serve MODEL --hf-overrides JSON --max-model-len N`), applied
+  by vLLM's own config loading to the family's unconverted model, must give what the output gives.
 
 Families vLLM serves through its Transformers backend (vllm_models.TRANSFORMERS_BACKEND) run
 transformers' own rotary class: their RoPE is the transformers ≥ 5 suite's; their served length is run here.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -28,11 +31,12 @@ from pathlib import Path
 import pytest
 
 from engines import session
-from engines.cases import SOURCES
+from engines.cases import SOURCES, build_source
 from engines.transformers_engine import close
 from engines.venvs import VLLM, download, engine_env, vllm_root
 from engines.vllm_models import MODELS, SOURCE, TRANSFORMERS_BACKEND
 from ropeconv.engines import ENGINE_BY_KEY, rules_for, run_by_suite, served_context, read_as
+from ropeconv.launch import OVERRIDE, from_config, launch_lines
 from ropeconv.methods import CONVERTIBLE
 from ropeconv.spec import read_spec
 
@@ -110,6 +114,50 @@ def test_vllm_computes_what_the_method_means(results, case_id):
         assert not matches(full) and not matches(inside) and math.isclose(att, want_att, rel_tol=1e-4), rule.computes
     else:
         raise AssertionError(f"no expectation written for the vLLM rule on {case.method}: {rule.computes}")
+
+
+def override_line(case) -> list[str]:
+    """The `vllm serve` override line ropeconv prints for this output, split as a shell would."""
+    config, spec = config_of(case)
+    conversion = from_config(config, case.method, case.served / case.L0, case.L0, case.served, spec.model_type,
+                             spec.theta)
+    (line,) = [x for x in launch_lines(conversion) if x.engine == "vLLM" and x.kind == OVERRIDE]
+    return shlex.split(line.command)
+
+
+@pytest.fixture(scope="module")
+def override_results(results):
+    """Each family's unconverted source loaded by vLLM with the printed --hf-overrides and --max-model-len."""
+    cases = []
+    for case in session.matrix().values():
+        if case.refused:
+            continue
+        argv = override_line(case)
+        cases.append({"id": case.id, "folder": str(build_source(case.family, session.root())),
+                      "hf_overrides": json.loads(argv[argv.index("--hf-overrides") + 1]),
+                      "max_model_len": int(argv[argv.index("--max-model-len") + 1])})
+    return run_vllm(cases)
+
+
+@pytest.mark.parametrize("case_id", CASES)
+def test_vllm_hf_overrides_line_gives_what_the_output_gives(results, override_results, case_id):
+    """The override line on the unconverted model: the same served length (with the line's --max-model-len),
+    rotary class and cos/sin cache as the extended output — or the same failure."""
+    case = session.matrix()[case_id]
+    if case.refused:
+        pytest.skip("refused by ropeconv: no line printed")
+    want, got = results[case.id], override_results[case.id]
+    assert got["ok"] == want["ok"], (got.get("error"), want.get("error"))
+    if not want["ok"]:
+        return
+    assert got["served"]["asked"] == want["served"]["asked"] == case.served, (got["served"], want["served"])
+    assert got.get("backend") == want.get("backend")
+    if want.get("backend"):  # transformers' own rotary class inside vLLM: read from the same config keys
+        return
+    assert got["rotary_class"] == want["rotary_class"]
+    assert got["caches"].keys() == want["caches"].keys()
+    for name, (inv, att) in want["caches"].items():
+        assert close(got["caches"][name][0], inv) and math.isclose(got["caches"][name][1], att, rel_tol=1e-6), name
 
 
 def test_vllm_model_files_still_call_get_rope_so():

@@ -12,7 +12,7 @@ import sys
 from engines.cases import Case, build_source
 from engines.transformers_engine import run_cases
 from ropeconv import api
-from ropeconv.launch import OVERRIDE, SERVE, from_config, launch_lines, launch_report, vllm_override
+from ropeconv.launch import OVERRIDE, SERVE, from_config, launch_lines, launch_report
 
 LONGROPE = {"short_factor": [1.0 + 0.01 * j for j in range(8)], "long_factor": [1.0 + 0.25 * j for j in range(8)]}
 PARAMS = {"linear": {}, "ntk": {}, "dynamic": {}, "yarn": {"beta_fast": 24.0}, "llama3": {}, "longrope": LONGROPE}
@@ -27,7 +27,7 @@ def _extend(tmp_path, method):
 
 
 def _conversion(after, method):
-    return from_config(after, method, 4.0, 4096, 16384, "llama")
+    return from_config(after, method, 4.0, 4096, 16384, "llama", after["rope_theta"])
 
 
 def test_vllm_override_loads_like_the_extended_output(tmp_path):
@@ -39,7 +39,7 @@ def test_vllm_override_loads_like_the_extended_output(tmp_path):
         overridden = tmp_path / f"overridden-{method}"
         overridden.mkdir()
         config = json.loads((src / "config.json").read_text())
-        config.update(vllm_override(_conversion(after, method)))  # what --hf-overrides sets
+        config.update(_conversion(after, method).hf_overrides)  # what --hf-overrides sets (flat for Llama)
         (overridden / "config.json").write_text(json.dumps(config))
         cases += [Case(f"out-{method}", "llama", method, out, positions=[2047, 16383]),
                   Case(f"override-{method}", "llama", method, overridden, positions=[2047, 16383])]
@@ -80,7 +80,7 @@ def test_llamacpp_overrides_only_for_methods_it_has_switches_for(tmp_path):
 def test_launch_report_is_json_and_light():
     after = {"max_position_embeddings": 32768, "rope_theta": 1e5,
              "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}}
-    report = launch_report(after, "yarn", 4.0, 8192, 32768, "llama", "out dir")
+    report = launch_report(after, "yarn", 4.0, 8192, 32768, "llama", 1e5, "out dir")
     json.dumps(report)
     assert {r["engine"] for r in report} >= {"vLLM", "SGLang", "llama.cpp", "Ollama"}
     assert any("'out dir'" in r["command"] for r in report)  # paths are shell-quoted

@@ -51,16 +51,14 @@ def check_config(config: dict, *, folder: Path | None = None, tokenizer: dict | 
 
 def _launch(config: dict, spec: RopeSpec) -> list[dict]:
     """The launch lines an engine needs beyond the config (ropeconv.launch), for a scaled config."""
-    from ropeconv.launch import SERVE, Conversion, launch_lines
+    from ropeconv.launch import SERVE, from_config, launch_lines
 
     method = eng.method_of(spec)
     if method == "default" or (not spec.factor and method != "longrope"):
         return []
     factor = spec.factor or spec.max_position_embeddings / spec.original_context
-    conversion = Conversion(model_type=spec.model_type, method=method, factor=factor,
-                            original_context=spec.original_context, served_context=spec.served_context(),
-                            theta=spec.theta, scaling={"rope_type": method, **spec.scaling},
-                            max_position_embeddings=spec.max_position_embeddings)
+    conversion = from_config(config, method, factor, spec.original_context, spec.served_context(), spec.model_type,
+                             spec.theta)
     return [line.to_dict() for line in launch_lines(conversion) if line.kind == SERVE and line.needed]
 
 

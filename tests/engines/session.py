@@ -17,6 +17,11 @@ def set_root(root: Path) -> None:
         _ROOT.append(root)
 
 
+def root() -> Path:
+    """Where the matrix's sources (engines.cases.build_source) and outputs live."""
+    return _ROOT[0]
+
+
 @functools.cache
 def matrix() -> dict[str, Case]:
     return {c.id: c for c in build_matrix(_ROOT[0])}

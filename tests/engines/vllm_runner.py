@@ -31,7 +31,14 @@ modules import the engine). Stubbed there, none of it about lengths: the logger 
 hardware cap: returns the length). It runs without and with --max-model-len (the case's
 max_model_len); a length vLLM refuses is reported as the error.
 
-argv: wheel root, cases JSON file [{"id", "folder", "max_model_len" (optional)}], the wheel file.
+A case may carry "hf_overrides" (what `vllm serve --hf-overrides JSON` passes): the folder's config is
+then loaded as vLLM 0.33's ModelConfig loads it — flat values applied by get_config's config.update before
+patch_rope_parameters, dict values split off first (the four-line loop in ModelConfig.__post_init__,
+reproduced: it is inline code) and applied afterwards by ModelConfig._apply_dict_overrides and
+_update_nested (vllm/config/model.py, run unchanged).
+
+argv: wheel root, cases JSON file [{"id", "folder", "max_model_len" (optional), "hf_overrides" (optional)}],
+the wheel file.
 """
 
 import json
@@ -109,7 +116,8 @@ def install_stubs():
 
 
 def length_code(wheel):
-    """(patch_rope_parameters, max_len(hf_text_config, max_model_len)) run from the wheel's own files."""
+    """(patch_rope_parameters, max_len(hf_text_config, max_model_len), apply_dict_overrides(config, dict))
+    run from the wheel's own files."""
     from typing import Any, Callable, Iterator, Sequence
 
     from transformers import PreTrainedConfig
@@ -134,7 +142,8 @@ def length_code(wheel):
                                                              "patch_legacy_rope_type", "patch_rope_parameters"], ns)
         extract(*source("vllm/transformers_utils/model_arch_config_convertor.py"),
                 ["ModelArchConfigConvertorBase.derive_max_model_len_and_key"], ns)
-        extract(*source("vllm/config/model.py"), ["_get_and_verify_max_len"], ns)
+        extract(*source("vllm/config/model.py"), ["_get_and_verify_max_len", "ModelConfig._apply_dict_overrides",
+                                                  "ModelConfig._update_nested"], ns)
 
     def max_len(text_config, max_model_len):
         derived = ns["derive_max_model_len_and_key"](types.SimpleNamespace(hf_text_config=text_config))
@@ -143,23 +152,40 @@ def length_code(wheel):
             return ns["_get_and_verify_max_len"](text_config, arch, None, max_model_len, False, None)
         except ValueError as exc:  # vLLM refuses the asked length
             return f"ValueError: {str(exc)[:200]}"
-    return ns["patch_rope_parameters"], max_len
+    model_config = types.SimpleNamespace()  # the methods' `self`: they call only self._update_nested
+    model_config._update_nested = lambda target, updates: ns["_update_nested"](model_config, target, updates)
+
+    def apply_dict_overrides(config, overrides):
+        ns["_apply_dict_overrides"](model_config, config, overrides)
+    return ns["patch_rope_parameters"], max_len, apply_dict_overrides
+
+
+def load_config(case, patch, apply_dict_overrides):
+    """The case's config as vLLM's ModelConfig holds it after get_config (with any --hf-overrides)."""
+    from transformers import AutoConfig
+
+    overrides = case.get("hf_overrides") or {}
+    flat = {k: v for k, v in overrides.items() if not isinstance(v, dict)}  # ModelConfig.__post_init__
+    nested = {k: v for k, v in overrides.items() if isinstance(v, dict)}
+    config = AutoConfig.from_pretrained(case["folder"])
+    if flat:
+        config.update(flat)  # get_config, before it patches the rope parameters
+    patch(config)  # as vllm/transformers_utils/config.py get_config does, on both
+    patch(config.get_text_config())
+    if nested:
+        apply_dict_overrides(config, nested)  # ModelConfig.__post_init__, after get_config
+    return config.get_text_config()
 
 
 def main():
     install_stubs()
-    from transformers import AutoConfig
-
     from vllm.model_executor.layers.rotary_embedding import get_rope
 
-    patch, max_len = length_code(sys.argv[3])
+    patch, max_len, apply_dict_overrides = length_code(sys.argv[3])
     results = {}
     for case in json.load(open(sys.argv[2])):
         try:
-            config = AutoConfig.from_pretrained(case["folder"])
-            patch(config)  # as vllm/transformers_utils/config.py get_config does, on both
-            config = config.get_text_config()
-            patch(config)
+            config = load_config(case, patch, apply_dict_overrides)
             served = {"default": max_len(config, None), "asked": max_len(config, case.get("max_model_len"))}
             if config.model_type in TRANSFORMERS_BACKEND:  # transformers' own rotary class (see vllm_models.py)
                 results[case["id"]] = {"ok": True, "backend": "transformers", "served": served}
