@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ropeconv.buffers import Buffer, bin_files_with_buffers, buffers_in_headers, find_buffers
 from ropeconv.errors import RopeconvError
 from ropeconv.formats.hf import FolderPlan, plan_config, plan_folder
-from ropeconv.launch import extend_section
+from ropeconv.launch import extend_section, from_config
 from ropeconv.methods import unscaled
 from ropeconv.output import FilePlan, check_destination, default_output_name, dump_json, json_indent, write_model
 from ropeconv.plan import conversion_summary, conversion_view
@@ -73,9 +73,9 @@ def _extend_report(source: Source, folder: Path, dest: Path, files: FolderPlan, 
                     "pickled_shards": files.pickled_shards, "changed": files.buffers_changed},
         "warnings": conversion.rope.warnings,
         # per-engine launch lines and the verified rules of releases that read this output differently
-        **extend_section(conversion.config, conversion.rope.method, conversion.rope.factor,
-                         conversion.rope.original_context, conversion.rope.served_context,
-                         conversion.before.model_type, conversion.after.theta, str(dest)),
+        **extend_section(from_config(conversion.config, conversion.rope.method, conversion.rope.factor,
+                                     conversion.rope.original_context, conversion.rope.served_context,
+                                     conversion.before.model_type, conversion.after.theta), str(dest)),
         "dry_run": request.dry_run,
     }
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from ropeconv import engines as eng
 from ropeconv import families as fam
+from ropeconv.spec import language_section
 
 SERVE = "serve"
 OVERRIDE = "override"
@@ -121,10 +122,9 @@ def vllm_override(config_after: dict, model_type: str) -> dict:
     where transformers 5 holds the language model's settings there (vLLM's _update_nested reaches it)."""
     family = fam.family_of(model_type)
     keys = OVERRIDE_KEYS + ((family.theta_key, family.partial_key) if family else ())
-    nested = isinstance(config_after.get("text_config"), dict) and "max_position_embeddings" in config_after["text_config"]
-    section = config_after["text_config"] if nested else config_after
+    path, section = language_section(config_after)
     hf = {k: section[k] for k in dict.fromkeys(keys) if section.get(k) is not None}
-    return {"text_config": hf} if nested or (family and family.text_config_in_v5) else hf
+    return {"text_config": hf} if path or (family and family.text_config_in_v5) else hf
 
 
 def _overrides(c: Conversion) -> list[LaunchLine]:
@@ -133,8 +133,9 @@ def _overrides(c: Conversion) -> list[LaunchLine]:
     out.append(LaunchLine(
         "vLLM", OVERRIDE, f"vllm serve MODEL --hf-overrides {shlex.quote(hf)} --max-model-len {c.served_context}",
         "applies the method to the unconverted model's config at launch", True,
-        "vllm 0.33.0's config loading with these overrides, run on the unconverted model of every family, computes "
-        "what the extended output computes (tests/test_conformance_vllm.py)"))
+        "vllm 0.33.0's config loading with these overrides, run on the unconverted model of every family, serves "
+        "the output's length and builds its rotary class and cos/sin cache (Transformers-backend families: the "
+        "length) (tests/test_conformance_vllm.py)"))
     flags = {"linear": f"--rope-scaling linear --rope-scale {c.factor:g}",
              "yarn": f"--rope-scaling yarn --rope-scale {c.factor:g} --yarn-orig-ctx {c.original_context}",
              "ntk": f"--rope-freq-base {c.theta:.10g}"}.get(c.method)
@@ -156,18 +157,14 @@ def from_config(config_after: dict, method: str, factor: float, original_context
                       served_context=int(served_context), theta=theta, hf_overrides=vllm_override(config_after, model_type))
 
 
-def launch_report(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
-                  model_type: str, theta: float, model: str = "MODEL") -> list[dict]:
+def launch_report(conversion: Conversion, model: str = "MODEL") -> list[dict]:
     """`extend`'s "launch" section: JSON-able launch lines for the output at `model`."""
-    conversion = from_config(config_after, method, factor, original_context, served_context, model_type, theta)
     return [line.to_dict() for line in launch_lines(conversion, model)]
 
 
-def extend_section(config_after: dict, method: str, factor: float, original_context: int, served_context: int,
-                   model_type: str, theta: float, model: str = "MODEL") -> dict:
+def extend_section(conversion: Conversion, model: str = "MODEL") -> dict:
     """What `extend`'s report adds about engines: the launch lines (`launch`) and the verified rules of
     engine releases that read this output differently (`engine_rules`, as `check` warns about them)."""
-    rule_method = "default" if method == "ntk" else method
-    return {"launch": launch_report(config_after, method, factor, original_context, served_context, model_type, theta,
-                                       model),
-            "engine_rules": [r.to_dict() for r in eng.rules_for(model_type, rule_method)]}
+    rule_method = "default" if conversion.method == "ntk" else conversion.method
+    return {"launch": launch_report(conversion, model),
+            "engine_rules": [r.to_dict() for r in eng.rules_for(conversion.model_type, rule_method)]}

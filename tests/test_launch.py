@@ -5,14 +5,17 @@ exactly like the extended output); the serve lines against the verified rules th
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
+import pytest
 
-from engines.cases import Case, build_source
+from engines.cases import Case, build_case, build_source
 from engines.transformers_engine import run_cases
 from ropeconv import api
 from ropeconv.launch import OVERRIDE, SERVE, from_config, launch_lines, launch_report
+from ropeconv.spec import read_spec
 
 LONGROPE = {"short_factor": [1.0 + 0.01 * j for j in range(8)], "long_factor": [1.0 + 0.25 * j for j in range(8)]}
 PARAMS = {"linear": {}, "ntk": {}, "dynamic": {}, "yarn": {"beta_fast": 24.0}, "llama3": {}, "longrope": LONGROPE}
@@ -77,10 +80,33 @@ def test_llamacpp_overrides_only_for_methods_it_has_switches_for(tmp_path):
                     if line.kind == OVERRIDE and line.engine == "llama.cpp"], method
 
 
+@pytest.mark.parametrize("family, method", [("stablelm", "yarn"), ("gemma3_text", "yarn"), ("phi3", "longrope"),
+                                            ("qwen2_vl", "yarn"), ("llama", "ntk")])
+def test_vllm_override_carries_the_outputs_rope_keys_whole(tmp_path, family, method):
+    """vLLM replaces a dict-valued override outright, so the line must carry the output's entries whole
+    (StableLM's partial factor, Gemma 3's sliding layers, Phi-3's top-level L0), nested under text_config
+    where transformers 5 keeps Qwen2-VL's. What vLLM then computes is run in test_conformance_vllm.py."""
+    case = build_case(family, method, tmp_path)
+    after = json.loads((case.folder / "config.json").read_text())
+    spec = read_spec(after, original_context=case.L0)
+    (line,) = [x for x in launch_lines(from_config(after, method, 4.0, case.L0, case.served, spec.model_type, spec.theta))
+               if x.engine == "vLLM" and x.kind == OVERRIDE]
+    argv = shlex.split(line.command)
+    hf = json.loads(argv[argv.index("--hf-overrides") + 1])
+    if family == "qwen2_vl":  # a flat config.json, but transformers 5 reads it into text_config
+        assert list(hf) == ["text_config"]
+        hf = hf["text_config"]
+    assert hf["rope_parameters"] == after["rope_parameters"]
+    assert hf["max_position_embeddings"] == after["max_position_embeddings"] == case.served
+    assert argv[argv.index("--max-model-len") + 1] == str(case.served)
+    for key in ("rope_scaling", "partial_rotary_factor", "original_max_position_embeddings", "rope_theta"):
+        assert hf.get(key) == after.get(key), key
+
+
 def test_launch_report_is_json_and_light():
     after = {"max_position_embeddings": 32768, "rope_theta": 1e5,
              "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 8192}}
-    report = launch_report(after, "yarn", 4.0, 8192, 32768, "llama", 1e5, "out dir")
+    report = launch_report(from_config(after, "yarn", 4.0, 8192, 32768, "llama", 1e5), "out dir")
     json.dumps(report)
     assert {r["engine"] for r in report} >= {"vLLM", "SGLang", "llama.cpp", "Ollama"}
     assert any("'out dir'" in r["command"] for r in report)  # paths are shell-quoted

@@ -24,7 +24,7 @@ def root() -> Path:
 
 @functools.cache
 def matrix() -> dict[str, Case]:
-    return {c.id: c for c in build_matrix(_ROOT[0])}
+    return {c.id: c for c in build_matrix(root())}
 
 
 @functools.cache
