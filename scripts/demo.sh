@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
-bash scripts/setup.sh
-PYTHON=${PYTHON:-python3}
+source scripts/setup.sh
 SOURCE=$("$PYTHON" -m ropeconv.smollm)
 OUT=${1:-"$PWD/demo-output/SmolLM2-135M-Instruct-yarn-x4"}
 mkdir -p "$(dirname "$OUT")"

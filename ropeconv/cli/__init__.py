@@ -76,7 +76,7 @@ app = typer.Typer(
 
 # Command modules, in the order `--help` lists them. A module that is not there yet is skipped,
 # so features can land one at a time.
-COMMAND_MODULES = ["extend", "inspect", "methods", "check", "probe", "tune", "push", "batch"]
+COMMAND_MODULES = ["extend", "inspect", "methods", "check", "probe", "tune", "finetune", "push", "batch"]
 
 
 def _version(value: bool) -> None:
