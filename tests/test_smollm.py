@@ -107,8 +107,9 @@ def test_an_incomplete_folder_is_replaced_and_a_race_loser_keeps_the_winner(tmp_
     def finished(name: str) -> Path:
         temp = tmp_path / name
         temp.mkdir()
-        for file in (*smollm.REQUIRED_FILES, smollm.MARKER):
+        for file in smollm.REQUIRED_FILES:
             (temp / file).write_text(name)
+        (temp / smollm.MARKER).write_text(smollm.LAYOUT)
         return temp
 
     smollm._move_into_place(finished(".first"), target)
@@ -116,3 +117,34 @@ def test_an_incomplete_folder_is_replaced_and_a_race_loser_keeps_the_winner(tmp_
     loser = finished(".second")
     smollm._move_into_place(loser, target)  # another process already won: theirs stays
     assert (target / "config.json").read_text() == ".first"
+
+
+def test_a_folder_of_an_older_layout_is_rebuilt(tmp_path):
+    """A folder built by an earlier ropeconv (marker 'ok', tokenizer class only transformers 5 knows) is
+    not taken as complete: ensure_folder rebuilds it with the portable tokenizer class."""
+    folder = tmp_path / smollm.FOLDER_NAME
+    folder.mkdir()
+    for file in smollm.REQUIRED_FILES:
+        (folder / file).write_text("{}")
+    (folder / smollm.MARKER).write_text("ok\n")
+    assert not smollm.is_complete(folder)
+    (folder / smollm.MARKER).write_text(smollm.LAYOUT + "\n")
+    assert smollm.is_complete(folder)
+
+
+@pytest.mark.slow
+def test_the_demo_folder_names_a_tokenizer_class_transformers_4_loads():
+    """llama.cpp's converter pins transformers 4.57.6, which has no `TokenizersBackend`: the demo folder
+    names the class both releases load, and transformers 5 still tokenizes exactly as before."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from ropeconv.tokenizer_files import unknown_to_transformers4
+
+    folder = smollm.ensure_folder()
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and unknown_to_transformers4(config) is None
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    reference = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+    text = "def f(x):\n    return x ** 2  # héllo"
+    assert tokenizer(text).input_ids == reference(text).input_ids
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.model_max_length == smollm.TRAINED_CONTEXT
