@@ -487,7 +487,8 @@ def test_engine_disagreement_names_the_engine_release_and_what_it_computes():
 
 
 def test_check_renders_at_80_columns_without_breaking_words(tmp_path):
-    """Findings, the engine table, its notes and the launch lines wrap between words at 80 columns."""
+    """Findings, the engine table and its notes wrap between words at 80 columns; the serve block's
+    commands are never wrapped (each whole on its line, to copy), however long."""
     import os
     import re
     import subprocess
@@ -499,11 +500,56 @@ def test_check_renders_at_80_columns_without_breaking_words(tmp_path):
     env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1", "TERM": "dumb"}
     shown = subprocess.run([sys.executable, "-m", "ropeconv", "check", str(src)], capture_output=True, text=True,
                            env=env).stdout
-    assert max(len(line.rstrip()) for line in shown.splitlines()) <= 80
+    result = check_config(config, model=str(src))
+    commands = [line["command"] for line in result["launch"]]
+    assert all("    " + command in shown.splitlines() for command in commands), shown
+    assert max(len(line.rstrip()) for line in shown.splitlines() if line.strip() not in commands) <= 80
     assert "…" not in shown  # nothing cut short
-    result = check_config(config)
     words = {w for f in result["findings"] for w in re.split(r"\s+", f["problem"]) if len(w) > 3}
     words |= {w for r in result["engines"] for n in r["notes"] for w in n.split() if len(w) > 3}
     flat = shown.split()
     missing = sorted(w for w in words if w not in flat)
     assert not missing, missing  # every word of every finding and note appears whole
+
+
+def test_tokenizer_class_transformers4_does_not_know(tmp_path):
+    """transformers 5 writes tokenizer_class TokenizersBackend; llama.cpp's converter (transformers 4.57.6)
+    and every 4.x-based engine refuse it. --fix writes the 4.x name where tokenizer.json is there."""
+    config = load("qwen2.5-7b-instruct")
+    v5 = {"tokenizer_class": "TokenizersBackend", "model_max_length": 131072}
+    assert ("tokenizer-class", "warning") in found(config, tokenizer=v5)
+    assert "tokenizer-class" not in ids(config, tokenizer={**v5, "tokenizer_class": "Qwen2TokenizerFast"})
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(config))
+    (src / "tokenizer_config.json").write_text(json.dumps(v5))
+    (src / "tokenizer.json").write_text("{}")
+    result = run_check(str(src), fix=True, output=tmp_path / "fixed")
+    assert "tokenizer-class" in result["fix"]["applied"]
+    fixed = json.loads((tmp_path / "fixed" / "tokenizer_config.json").read_text())
+    assert fixed == {**v5, "tokenizer_class": "PreTrainedTokenizerFast"}
+    assert json.loads((src / "tokenizer_config.json").read_text()) == v5  # the source is untouched
+
+
+def test_output_without_fix_is_refused(tmp_path):
+    """`check -o DIR` without --fix used to ignore -o silently."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps(load("qwen2.5-7b-instruct")))
+    result = CliRunner().invoke(app, ["check", str(src), "-o", str(tmp_path / "out")])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "--fix" in lines[0] and lines[0].startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_prints_each_finding_once():
+    """A finding reported twice (same check, key and problem) is printed once."""
+    from ropeconv.cli.check import _print_findings
+    from ropeconv.cli.common import console
+
+    out = console()
+    finding = {"check": "tokenizer-cap", "severity": "warning", "key": "k", "problem": "the problem", "fix": "f",
+               "engines": [], "auto_fix": False}
+    with out.capture() as captured:
+        _print_findings(out, [finding, dict(finding), {**finding, "key": "other"}])
+    assert captured.get().count("the problem") == 2

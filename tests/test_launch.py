@@ -122,3 +122,13 @@ def test_extend_report_carries_launch_lines_and_engine_rules(tmp_path):
     assert {rule["engine"] for rule in report["engine_rules"]} >= {"vllm", "llamacpp"}  # as `check` warns
     _, _, report, _ = _extend(tmp_path, "yarn")
     assert [rule["versions"] for rule in report["engine_rules"]] == ["transformers 4.45–4.50"]
+
+
+def test_hugging_face_output_says_how_to_make_the_gguf(tmp_path):
+    """llama.cpp and Ollama need a GGUF: the serve lines convert the real output with llama.cpp's
+    convert_hf_to_gguf.py and name the GGUF that writes (they used to print ./MODEL.gguf)."""
+    _, _, _, after = _extend(tmp_path, "linear")
+    lines = {line.engine: line for line in launch_lines(_conversion(after, "linear"), "out dir") if line.kind == SERVE}
+    assert lines["llama.cpp"].command == ("python convert_hf_to_gguf.py 'out dir' --outfile 'out dir.gguf' && "
+                                          "llama-server -m 'out dir.gguf' -c 16384")
+    assert "'FROM ./out dir.gguf'" in lines["Ollama"].command and "MODEL" not in lines["Ollama"].command

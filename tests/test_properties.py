@@ -377,6 +377,138 @@ def test_recipes(values):
             assert all(debris(p) == [] for p in [out])
 
 
+# -- hostile text (issue 19): values a model's files or a user's path carry, on screen --------------------------
+
+# the three properties below take about 25 s together in the fast profile (40 examples each)
+TEXT_PROFILE = PROFILE
+PIECES = ["\n", "\r", "\x1b[31m", "\x1b]0;title\x07", "\x9b2J", "\u2028", "\x00", "\x7f", "%s", "%d", "%n", "%2F",
+          "'", '"', "`", "$HOME", ";", "\\", "[bold]", "[/]", "[link=x]", "error: forged — fix", "\nerror: x — y",
+          " ", "llama", "é", "\t"]
+hostile_text = st.one_of(
+    st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=4)), min_size=1, max_size=6).map("".join),
+    st.integers(300, 5000).map(lambda n: ("error: " + "x" * 40 + " ") * (n // 47)),  # very long, wrapping
+)
+
+
+def screen_promise(kind: str, rc: int, out: str, err: str, allowed=(0, 2, 3)) -> None:
+    """No forged line: no ESC (or C1 CSI) byte, no line starting `error:` but the one real error."""
+    COUNTS[f"{kind}:cases"] += 1
+    COUNTS[f"{kind}:exit{rc}"] += 1
+    assert rc in allowed, (rc, err)
+    text = out + err
+    assert "\x1b" not in text and "\x9b" not in text and "\u2028" not in text, text
+    error_lines = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == (1 if rc not in (0, 1) else 0), text
+    assert "Traceback" not in text and "internal error" not in text, text
+
+
+def run_both(*args) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"uncaught {type(result.exception).__name__}: {result.exception}")
+    return result.exit_code, result.stdout, result.stderr
+
+
+@settings(**TEXT_PROFILE)
+@given(field=st.sampled_from(["model_type", "torch_dtype", "architectures", "rope_type", "_name_or_path"]),
+       text=hostile_text)
+def test_hostile_text_in_configs(field, text):
+    """A hostile string in config.json, through inspect, check and extend."""
+    with Work() as work:
+        cfg = dict(CONFIG)
+        if field == "rope_type":
+            cfg["rope_scaling"] = {"rope_type": text, "factor": 4.0}
+        else:
+            cfg[field] = [text] if field == "architectures" else text
+        src = write_model(work / "models" / "m", cfg)
+        before, dest = snapshot(src), work / "out"
+        for args, allowed in ((["inspect", src], (0, 2, 3)), (["check", src], (0, 1, 2, 3)),
+                              (["extend", src, "-m", "yarn", "-f", "4", "-o", dest], (0, 2, 3))):
+            rc, out, err = run_both(*args)
+            screen_promise("text-config", rc, out, err, allowed)
+        if rc != 0:
+            assert not dest.exists()
+        assert snapshot(src) == before
+        COUNTS["promises_held"] += 1
+
+
+@settings(**TEXT_PROFILE)
+@given(key=st.sampled_from(["general.architecture", "llama.rope.scaling.type", "llama.rope.scaling.yarn_beta_fast",
+                            "llama.rope.scaling.factor", "llama.context_length", "general.name"]),
+       text=hostile_text, huge=st.booleans())
+def test_hostile_text_in_gguf_keys(key, text, huge):
+    """A hostile string (or a huge array of the wrong type) in a GGUF key, through inspect, check and extend."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    T = gguf.GGUFValueType
+    with Work() as work:
+        src = work / "m.gguf"
+        arch = text if key == "general.architecture" and text else "llama"
+        writer = gguf.GGUFWriter(src, arch)
+        values = {"llama.context_length": (T.UINT32, 4096), "llama.embedding_length": (T.UINT32, 64),
+                  "llama.attention.head_count": (T.UINT32, 4), "llama.rope.dimension_count": (T.UINT32, 16),
+                  "llama.rope.freq_base": (T.FLOAT32, 10000.0), "llama.rope.scaling.type": (T.STRING, "yarn"),
+                  "llama.rope.scaling.factor": (T.FLOAT32, 2.0),
+                  "llama.rope.scaling.original_context_length": (T.UINT32, 2048)}
+        if key != "general.architecture":
+            values[key] = (T.ARRAY, [7] * 1000, T.INT32) if huge else (T.STRING, text)
+        writer.add_block_count(1)
+        for name, (vtype, value, *sub) in values.items():
+            writer.add_key_value(name.replace("llama.", f"{arch}.", 1), value, vtype, sub_type=sub[0] if sub else None)
+        writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        before, dest = src.read_bytes(), work / "out.gguf"
+        for args, allowed in ((["inspect", src], (0, 2)), (["check", src], (0, 1, 2)),
+                              (["extend", src, "-m", "yarn", "-f", "4", "-o", dest], (0, 2))):
+            rc, out, err = run_both(*args)
+            screen_promise("text-gguf", rc, out, err, allowed)
+        if rc != 0:
+            assert not dest.exists()
+        assert src.read_bytes() == before
+        COUNTS["promises_held"] += 1
+
+
+@settings(**TEXT_PROFILE)
+@given(name=hostile_text.filter(lambda t: "\x00" not in t and "/" not in t and t not in (".", "..") and len(t) < 200),
+       gguf_source=st.booleans())
+def test_hostile_output_paths(name, gguf_source):
+    """A hostile output name (the user's own -o): extend's output, its serve block and errors."""
+    with Work() as work:
+        if gguf_source:
+            gguf = pytest.importorskip("gguf")
+            import numpy as np
+
+            src = work / "m.gguf"
+            writer = gguf.GGUFWriter(src, "llama")
+            for add, value in ((writer.add_context_length, 4096), (writer.add_embedding_length, 64),
+                               (writer.add_block_count, 1), (writer.add_head_count, 4),
+                               (writer.add_rope_dimension_count, 16)):
+                add(value)
+            writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+            writer.close()
+            before = {"m.gguf": src.read_bytes()}
+            dest = work / "outs" / (name + ".gguf")
+        else:
+            src = write_model(work / "models" / "m")
+            before = snapshot(src)
+            dest = work / "outs" / name
+        rc, out, err = run_both("extend", src, "-m", "yarn", "-f", "4", "-o", dest)
+        screen_promise("text-path", rc, out, err)
+        if rc == 0:
+            assert "serve it:" in out
+        else:
+            assert not dest.exists()
+        assert (snapshot(src) if not gguf_source else {"m.gguf": src.read_bytes()}) == before
+        COUNTS["promises_held"] += 1
+
+
 @pytest.mark.properties_long
 def test_long_profile_runs_every_property():
     """`pytest -m properties_long` runs every property above with the long profile (600 examples each)."""

@@ -149,3 +149,19 @@ def test_the_progress_bar_runs_through_a_probe_and_stops(tmp_path):
     assert reporter._progress is None  # stopped after the last step
     shown = terminal.file.getvalue()
     assert "estimated time: about" in shown and "[2/2] after: tiny · 128 tokens" in shown
+
+
+def test_serve_block_at_80_columns_keeps_each_command_whole():
+    """The "serve it:" block: prose wraps between words; a command wider than the terminal stays on one
+    line (rich used to break the Ollama line mid-command at 80 columns), so copy-paste works."""
+    from ropeconv.cli.common import print_serve_commands
+    from ropeconv.launch import gguf_launch_lines
+
+    lines = gguf_launch_lines(131072, "/models/" + "a-very-long-output-name-" * 3 + "yarn-x4.gguf")
+    narrow = render_at(80, lambda out: print_serve_commands(out, lines))
+    shown = narrow.splitlines()
+    for line in lines:
+        assert "    " + line.command in shown, narrow
+    prose = [s for s in shown if s.strip() not in {line.command for line in lines}]
+    assert max(len(s) for s in prose) <= 80 and shown[0] == "serve it:"
+    assert "required for the full context" in narrow  # Ollama's num_ctx line is needed

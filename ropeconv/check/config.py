@@ -19,8 +19,9 @@ from ropeconv.spec import RopeSpec, language_section, read_spec
 
 
 def check_config(config: dict, *, folder: Path | None = None, tokenizer: dict | None = None,
-                 buffers: list | None = None, original_context: int | None = None) -> dict:
-    """All findings and the engine table for a parsed config.json (plus what sits beside it)."""
+                 buffers: list | None = None, original_context: int | None = None, model: str = "MODEL") -> dict:
+    """All findings, the engine table and the serve lines for a parsed config.json (plus what sits beside
+    it); `model` is the path or repo id the serve lines name."""
     try:
         spec = read_spec(config, original_context=original_context)
         defaulted = spec.defaulted
@@ -46,20 +47,18 @@ def check_config(config: dict, *, folder: Path | None = None, tokenizer: dict | 
         findings.extend(fn(ctx))
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     return {"model_type": spec.model_type, "rope": _summary(spec, ctx), "findings": [f.to_dict() for f in findings],
-            "engines": ctx.table, "launch": _launch(config, spec), "_findings": findings, "_spec": spec}
+            "engines": ctx.table, "launch": _launch(config, spec, model), "_findings": findings, "_spec": spec}
 
 
-def _launch(config: dict, spec: RopeSpec) -> list[dict]:
-    """The launch lines an engine needs beyond the config (ropeconv.launch), for a scaled config."""
+def _launch(config: dict, spec: RopeSpec, model: str) -> list[dict]:
+    """The serve line of every engine (ropeconv.launch), `needed` where the config alone falls short."""
     from ropeconv.launch import SERVE, from_config, launch_lines
 
     method = eng.method_of(spec)
-    if method == "default" or (not spec.factor and method != "longrope"):
-        return []
     factor = spec.factor or spec.max_position_embeddings / spec.original_context
     conversion = from_config(config, method, factor, spec.original_context, spec.served_context(), spec.model_type,
                              spec.theta)
-    return [line.to_dict() for line in launch_lines(conversion) if line.kind == SERVE and line.needed]
+    return [line.to_dict() for line in launch_lines(conversion, model) if line.kind == SERVE]
 
 
 def _summary(spec: RopeSpec, ctx: Context) -> dict:
@@ -69,7 +68,7 @@ def _summary(spec: RopeSpec, ctx: Context) -> dict:
             "nested_layer_types": sorted(spec.nested) if spec.nested else None}
 
 
-def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
+def check_folder(folder: Path, *, original_context: int | None = None, model: str | None = None) -> dict:
     from ropeconv.buffers import find_buffers
     from ropeconv.folder import read_config
 
@@ -82,7 +81,7 @@ def check_folder(folder: Path, *, original_context: int | None = None) -> dict:
     except RopeconvError:
         buffers = []
     return check_config(config, folder=folder, tokenizer=tokenizer, buffers=buffers,
-                        original_context=original_context)
+                        original_context=original_context, model=model or str(folder))
 
 
 def counts(findings: list[dict]) -> dict:

@@ -620,3 +620,22 @@ def _engine_disagreement(ctx: Context) -> list[Finding]:
             f"{rule.versions} {verb}: {rule.computes} (verified against {rule.verified})",
             rule.fix or "serve it with another engine or release", [rule.versions]))
     return out
+
+
+@check("tokenizer-class", "a tokenizer_class that transformers 4.x does not know (transformers 5's TokenizersBackend)")
+def _tokenizer_class(ctx: Context) -> list[Finding]:
+    from ropeconv.tokenizer_files import PORTABLE_CLASS, portable_tokenizer_config, unknown_to_transformers4
+
+    name = unknown_to_transformers4(ctx.tokenizer)
+    if name is None:
+        return []
+    portable = portable_tokenizer_config(ctx.folder, ctx.tokenizer) if ctx.folder is not None else None
+    return [Finding(
+        "tokenizer-class", "warning", f"{TOKENIZER_CONFIG}:tokenizer_class",
+        f"tokenizer_class {name!r} is a transformers 5 name that transformers 4.x does not know: llama.cpp's "
+        "convert_hf_to_gguf.py (which pins transformers 4.57.6) and every engine release built on transformers "
+        "4.x refuse the folder",
+        f"set tokenizer_class to {PORTABLE_CLASS[name]!r}, the name both releases load for the same tokenizer.json "
+        "(`ropeconv extend` writes it)",
+        ["llama.cpp (after conversion)", "transformers 4.4x–4.5x", "vLLM and SGLang releases on transformers 4.x"],
+        [ctx.set(("tokenizer_class",), portable["tokenizer_class"], file=TOKENIZER_CONFIG)] if portable else [])]

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ropeconv.check.findings import Finding
+from ropeconv.launch import gguf_launch_lines
 
 
 def check_gguf(path: Path) -> dict:
@@ -20,8 +21,24 @@ def check_gguf(path: Path) -> dict:
             "rotary_dim": spec.get("rotary_dim"), "original_context": spec.get("original_context"),
             "max_position_embeddings": spec.get("max_position_embeddings"),
             "served_context": meta.get("context_length"), "gguf_keys": meta}
+    served = meta.get("context_length")
+    engines = _gguf_engines(served, spec.get("rope_type")) if spec else []
+    launch = [line.to_dict() for line in gguf_launch_lines(served, str(path))] if spec and served else []
     return {"model_type": meta.get("arch"), "rope": rope if spec else None,
-            "findings": [f.to_dict() for f in findings], "engines": [], "_findings": findings, "_spec": None}
+            "findings": [f.to_dict() for f in findings], "engines": engines, "launch": launch,
+            "_findings": findings, "_spec": None}
+
+
+def _gguf_engines(served: int | None, rope_type: str | None) -> list[dict]:
+    """The engines that read a GGUF file itself (engine-table rows as `check` prints them): llama.cpp
+    serves what the file says; Ollama runs llama.cpp at its own default num_ctx."""
+    row = {"rope_type": rope_type, "inv_freq": "as intended", "attention_factor": "as intended",
+           "run_by_suite": False}
+    return [{**row, "engine": "llamacpp", "name": "llama.cpp", "context": served,
+             "notes": ["llama-server's default -c 0 serves the file's context_length"]},
+            {**row, "engine": "ollama", "name": "Ollama", "context": None,
+             "notes": [f"runs at its own default num_ctx, not the file's context_length ({served}), unless a "
+                       "Modelfile sets PARAMETER num_ctx (the serve line below)"]}]
 
 
 def _gguf_rope_keys(info: dict) -> dict:

@@ -20,11 +20,15 @@ def run_check(model: str, *, original_context: int | None = None, fix: bool = Fa
     """`ropeconv check MODEL [--fix -o DIR]` as a library call; the result is JSON-able."""
     from ropeconv.source import resolve
 
+    if output is not None and not fix:  # -o alone would look like it wrote something
+        raise RopeconvError("-o/--output only names where --fix writes", "add --fix to write a fixed copy there, "
+                            "or drop -o to only check")
     source = resolve(model, need="headers")
     if source.kind == "gguf":
         result = check_gguf(source.path)
     else:
-        result = check_folder(source.path, original_context=original_context)
+        result = check_folder(source.path, original_context=original_context,
+                              model=source.repo_id or str(source.path))
     result = {"source": source.to_dict(), **result}
     if fix:
         if output is None:

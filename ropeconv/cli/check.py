@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+from ropeconv.cli.common import (DEBUG_OPTION, JSON_OPTION, console, escape_text, print_serve_commands, run,
+                                 serve_lines, unique)
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -36,70 +37,86 @@ def check_command(
 
 
 def render_check(result: dict, show_engines: bool = True) -> None:
-    from rich.markup import escape
+    """Every value shown can come from the model's files or the Hub (model_type, rope_type, keys, paths):
+    all of it goes through `escape_text`."""
     from rich.padding import Padding
-    from rich.table import Table
 
     out = console()
     where = result["source"].get("repo_id") or result["source"]["path"]
     rope = result.get("rope") or {}
-    head = f"[bold]{escape(where)}[/] ({escape(str(result.get('model_type') or '?'))}"
+    # the path on its own line, then an indented paragraph: no wrapped line starts with a model's text
+    out.print(f"[bold]{escape_text(where)}[/]", highlight=False)
+    about = str(result.get("model_type") or "?")
     if rope.get("rope_type"):
-        head += (f", {rope['rope_type']}, θ {rope['rope_theta']:g}, L0 {rope['original_context']}, "
-                 f"gives {rope['served_context']} tokens")
-    out.print(head + ")", soft_wrap=False)
+        about += (f", {rope['rope_type']}, θ {_number(rope['rope_theta'])}, L0 {rope['original_context']}, "
+                  f"gives {rope['served_context']} tokens")
+    out.print(Padding(escape_text(about), (0, 0, 0, 2), expand=False), soft_wrap=False, highlight=False)
     _print_findings(out, result["findings"])
     if show_engines and result.get("engines"):
-        # notes go below the table, one wrapped paragraph each: in a column they would be cut mid-word
-        # at 80 columns
-        table = Table(title="what each engine does with it", title_justify="left")
-        table.add_column("engine", no_wrap=True)
-        table.add_column("context", no_wrap=True, justify="right")
-        table.add_column("inv_freq")
-        table.add_column("attention factor")
-        notes = []
-        for row in result["engines"]:
-            inv_style, att_style = (("green" if status == "as intended" else "yellow"
-                                     if status.startswith("as intended") else "red")
-                                    for status in (row["inv_freq"], row["attention_factor"]))
-            table.add_row(row["name"], str(row["context"] if row["context"] is not None else "—"),
-                          f"[{inv_style}]{escape(row['inv_freq'])}[/]",
-                          f"[{att_style}]{escape(row['attention_factor'])}[/]")
-            notes.extend(f"{row['name']}: {note}" for note in row["notes"])
-        out.print(table)
-        for note in notes:
-            out.print(Padding(escape(note), (0, 0, 0, 2), expand=False), soft_wrap=False)
-    if result.get("launch"):
-        out.print("[bold]to serve the full context[/]")
-        for line in result["launch"]:
-            command = f"{escape(line['engine'])}: {escape(line['command'])}"
-            out.print(Padding(command, (0, 0, 0, 2), expand=False), soft_wrap=False)
-            out.print(Padding(f"[dim]{escape(line['why'])}[/]", (0, 0, 0, 4), expand=False), soft_wrap=False)
+        _print_engines(out, result["engines"])
+    if show_engines:
+        print_serve_commands(out, serve_lines(result.get("launch") or []))
     c = result["counts"]
     out.print(f"{c['error']} error(s), {c['warning']} warning(s), {c['info']} info")
     if result.get("fix"):
         fx = result["fix"]
-        out.print(f"[bold]fixed[/] ({', '.join(fx['applied'])}) → {escape(fx['output'])}")
+        out.print(f"[bold]fixed[/] ({escape_text(', '.join(fx['applied']))}) → {escape_text(fx['output'])}")
         after = fx["after"]["counts"]
         out.print(f"after the fixes: {after['error']} error(s), {after['warning']} warning(s), {after['info']} info")
         for f in fx["not_fixed"]:
-            out.print(f"  [yellow]not fixed automatically:[/] {escape(f['check'])} — {escape(f['fix'])}")
+            out.print(f"  [yellow]not fixed automatically:[/] {escape_text(f['check'])} — {escape_text(f['fix'])}")
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
+
+def _print_engines(out, rows: list[dict]) -> None:
+    """The engine table; notes go below it, one wrapped paragraph each (in a column they would be cut
+    mid-word at 80 columns), a note several engines share said once for all of them."""
+    from rich.padding import Padding
+    from rich.table import Table
+
+    table = Table(title="what each engine does with it", title_justify="left")
+    table.add_column("engine", no_wrap=True)
+    table.add_column("context", no_wrap=True, justify="right")
+    table.add_column("inv_freq")
+    table.add_column("attention factor")
+    notes: dict[str, list[str]] = {}
+    for row in rows:
+        inv_style, att_style = (("green" if status == "as intended" else "yellow"
+                                 if status.startswith("as intended") else "red")
+                                for status in (row["inv_freq"], row["attention_factor"]))
+        table.add_row(escape_text(row["name"]), str(row["context"] if row["context"] is not None else "—"),
+                      f"[{inv_style}]{escape_text(row['inv_freq'])}[/]",
+                      f"[{att_style}]{escape_text(row['attention_factor'])}[/]")
+        for note in row["notes"]:
+            notes.setdefault(note, []).append(row["name"])
+    out.print(table)
+    for note, names in notes.items():
+        out.print(Padding(escape_text(f"{', '.join(unique(names))}: {note}"), (0, 0, 0, 2), expand=False),
+                  soft_wrap=False)
 
 
 def _print_findings(out, findings: list[dict]) -> None:
-    from rich.markup import escape
     from rich.padding import Padding
 
     if not findings:
         out.print("[green]no findings[/]")
         return
+    seen = set()
     for f in findings:
+        said = (f["check"], f["key"], f["problem"])
+        if said in seen:  # two layers reporting the same problem on the same key: once is enough
+            continue
+        seen.add(said)
         sev = f["severity"]
-        out.print(f"[{STYLE[sev]}]{sev:<7}[/] [bold]{escape(f['check'])}[/] {escape(f['key'])}")
+        out.print(f"[{STYLE.get(sev, 'bold')}]{escape_text(f'{sev:<7}')}[/] [bold]{escape_text(f['check'])}[/] "
+                  f"{escape_text(f['key'])}")
         # indented paragraphs: wrapped lines keep the indent and break between words
-        out.print(Padding(escape(f["problem"]), (0, 0, 0, 8), expand=False), soft_wrap=False)
+        out.print(Padding(escape_text(f["problem"]), (0, 0, 0, 8), expand=False), soft_wrap=False)
         if f["engines"]:
-            engines_line = f"engines: {escape(', '.join(f['engines']))}"
+            engines_line = f"engines: {escape_text(', '.join(f['engines']))}"
             out.print(Padding(engines_line, (0, 0, 0, 8), expand=False), soft_wrap=False)
-        out.print(Padding(f"fix: {escape(f['fix'])}" + (" [dim](--fix applies it)[/]" if f["auto_fix"] else ""),
+        out.print(Padding(f"fix: {escape_text(f['fix'])}" + (" [dim](--fix applies it)[/]" if f["auto_fix"] else ""),
                           (0, 0, 0, 8), expand=False), soft_wrap=False)

@@ -77,17 +77,70 @@ def _fail(message: str, code: int, as_json: bool, debug: bool) -> None:
     raise typer.Exit(code)
 
 
-def _escape(text: str) -> str:
+def escape_text(text: str) -> str:
+    """THE escaping rule for untrusted text (from a model's files, the Hub, a path) printed with rich
+    markup on: one line (control characters shown escaped) and rich markup escaped."""
     from rich.markup import escape
 
     return escape(one_line(text))
 
 
+_escape = escape_text  # the older private name (ropeconv/cli/__init__.py uses it)
+
+SERVE_HEADING = "serve it:"
+REQUIRED_MARK = "required for the full context"
+
+
+def serve_lines(launch: list[dict]):
+    """The serve lines of a report's JSON "launch" section, as `ropeconv.launch.LaunchLine`s."""
+    from ropeconv.launch import SERVE, LaunchLine
+
+    return [LaunchLine(**line) for line in launch if line["kind"] == SERVE]
+
+
+def print_labelled(out, label: str, text: str) -> None:
+    """`label` (markup) then `text` (escaped markup) wrapped under itself — a hanging indent, so no wrapped
+    line starts with text a model's files supplied (a value holding "error: …" cannot begin a line)."""
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1, 0, 0))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row(label, text)
+    out.print(grid)
+
+
+def unique(texts) -> list:
+    """`texts` without repeats, in order (a warning said by two layers is printed once)."""
+    return list(dict.fromkeys(texts))
+
+
+def print_serve_commands(out, lines) -> None:
+    """The "serve it:" block: per `ropeconv.launch.LaunchLine`, the engine — with why, where the line is
+    `needed` for the full context — then the command on a line of its own, never wrapped by rich (soft
+    wrap, no cropping), so a command wider than the terminal still copies whole. Every piece is escaped:
+    commands carry paths, and `why` can quote a model's values."""
+    from rich.padding import Padding
+
+    if not lines:
+        return
+    out.print(f"[bold]{SERVE_HEADING}[/]", highlight=False)
+    for line in lines:
+        label = f"[bold]{escape_text(line.engine)}[/]"
+        if line.needed:
+            label += f" — {REQUIRED_MARK}: {escape_text(line.why)}"
+        out.print(Padding(label, (0, 0, 0, 2), expand=False), soft_wrap=False, highlight=False)
+        # the command itself: plain text, no markup, no wrapping, no cropping
+        out.print("    " + one_line(line.command), markup=False, highlight=False, soft_wrap=True, crop=False,
+                  overflow="ignore")
+
+
 def one_line(text: str) -> str:
     """`text` on one line: newlines and other control characters (from a path, a value or a server
     message) are shown escaped, so nothing a user or file supplies can forge a second `error:` line."""
-    return "".join(ch if ch >= " " and ch != "\x7f" else ch.encode("unicode_escape").decode("ascii")
-                   for ch in str(text))
+    from ropeconv.text import escaped_char, is_control
+
+    return "".join(escaped_char(ch) if is_control(ch) else ch for ch in str(text))
 
 
 def usage_error_line(exc, args: list[str] | None = None) -> str:
@@ -107,14 +160,17 @@ def usage_error_line(exc, args: list[str] | None = None) -> str:
 
 @contextmanager
 def progress(description: str, total: float | None = None, *, enabled: bool = True):
-    """A rich progress bar on stderr; yields `advance(n)`. Silent when disabled (e.g. --json)."""
-    if not enabled:
+    """A rich progress bar on stderr; yields `advance(n)`. Silent when disabled (e.g. --json) and when
+    stderr is not a terminal: rich then prints an empty line as the bar stops, so an error that follows
+    would be two lines."""
+    err = console(stderr=True)
+    if not enabled or not err.is_terminal:
         yield lambda n=1: None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console(stderr=True), transient=True) as bar:
+                  console=err, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
-                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, progress, push_output, run)
+                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, escape_text, one_line,
+                                 print_serve_commands, progress, push_output, run, serve_lines, unique)
 from ropeconv.cli.params import MethodOptions, with_method_options
 
 BUFFERS_HELP = (
@@ -78,13 +79,17 @@ def _exit_code(report: dict) -> int:
 
 
 def render_extend(report: dict) -> None:
+    """Every value shown can come from the model's files (model_type, a GGUF's tensor names, warnings that
+    quote them) or a path: all of it goes through `escape_text` (markup on) or `one_line` (markup off)."""
     from rich.table import Table
 
     out = console()
     before, after = report["before"], report["after"]
     title = (f"dry run: would write {report['output']}" + (" (exists: needs --force)" if report.get("output_exists") else "")
              if report["dry_run"] else f"wrote {report['output']}")
-    table = Table(title=f"{report['method']} ×{report['factor']:g} — {title}", title_justify="left")
+    # the title holds a path: a line of its own, never wrapped (a table title wraps at the table's width)
+    out.print(escape_text(f"{report['method']} ×{report['factor']:g} — {title}"), soft_wrap=True)
+    table = Table()
     table.add_column("")
     table.add_column("before")
     table.add_column("after")
@@ -92,41 +97,46 @@ def render_extend(report: dict) -> None:
                        ("max_position_embeddings", "max_position_embeddings"),
                        ("trained context L0", "original_context"), ("served context", "served_context"),
                        ("attention factor", "attention_factor")]:
-        table.add_row(label, _fmt(before.get(key)), _fmt(after.get(key)))
+        table.add_row(label, escape_text(_fmt(before.get(key))), escape_text(_fmt(after.get(key))))
     out.print(table)
     if report["dry_run"] or "metadata_changes" in report:  # GGUF: always show the metadata written
         for line in report["config_diff"]:
             style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
-            out.print(line, style=style, markup=False)
+            out.print(one_line(line), style=style, markup=False)
+    _print_files(out, report)
+    for w in unique(report["warnings"]):
+        out.print(f"[yellow]warning:[/] {escape_text(w)}", highlight=False)
+    for rule in report.get("engine_rules", []):  # verified engine rules (ropeconv.engines.RULES)
+        out.print(f"[yellow]warning:[/] {escape_text(rule['versions'])}: {escape_text(rule['computes'])} — "
+                  f"{escape_text(rule['fix'])}", highlight=False)
+    if not report["dry_run"]:
+        print_serve_commands(out, serve_lines(report.get("launch", [])))
+    if report.get("probe"):
+        from ropeconv.cli.probe import render_probe
+
+        render_probe(report["probe"])
+    if report.get("push"):
+        out.print(f"pushed: {one_line(report['push'].get('url'))}", markup=False)
+
+
+def _print_files(out, report: dict) -> None:
+    """What was written beside the config: buffers, the tokenizer cap, GGUF tensors, linked files."""
     buffers = report["buffers"]
     if buffers["found"] or buffers["pickled_shards"]:
         verb = {"rewrite": "rewrote" if not report["dry_run"] else "would rewrite",
                 "drop": "dropped" if not report["dry_run"] else "would drop", "keep": "kept"}[buffers["mode"]]
         out.print(f"buffers: {verb} {len(buffers['changed']) or len(buffers['found'])} stored rotary tensors")
     if report.get("tokenizer_model_max_length"):
-        out.print(f"tokenizer_config.json: model_max_length → {report['tokenizer_model_max_length']}")
+        out.print(f"tokenizer_config.json: model_max_length → {escape_text(report['tokenizer_model_max_length'])}")
     if report.get("tensors"):
         t = report["tensors"]
-        out.print(f"tensors: {t['copied']} copied byte for byte ({t['bytes_copied'] / 2**20:.0f} MiB)"
-                  + (f", added {', '.join(t['added'])}" if t["added"] else "")
-                  + (f", removed {', '.join(t['removed'])}" if t["removed"] else ""))
+        out.print(one_line(f"tensors: {t['copied']} copied byte for byte ({t['bytes_copied'] / 2**20:.0f} MiB)"
+                           + (f", added {', '.join(t['added'])}" if t["added"] else "")
+                           + (f", removed {', '.join(t['removed'])}" if t["removed"] else "")), markup=False)
     if "files" in report:
         f = report["files"]
         rewritten = len(f["rewritten"]) + len(f.get("written_json", []))
         out.print(f"files: {f['linked']} hard-linked, {f['copied']} copied, {rewritten} rewritten")
-    for w in report["warnings"]:
-        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
-    for rule in report.get("engine_rules", []):  # verified engine rules (ropeconv.engines.RULES)
-        out.print(f"[yellow]warning:[/] {rule['versions']}: {rule['computes']} — {rule['fix']}", markup=True,
-                  highlight=False)
-    for line in [line for line in report.get("launch", []) if line["needed"] and line["kind"] == "serve"]:
-        out.print(f"to serve the full context in {line['engine']}: {line['command']}", markup=False, highlight=False)
-    if report.get("probe"):
-        from ropeconv.cli.probe import render_probe
-
-        render_probe(report["probe"])
-    if report.get("push"):
-        out.print(f"pushed: {report['push'].get('url')}")
 
 
 def _fmt(value) -> str:

@@ -260,6 +260,7 @@ class _Scanner:
             types[key] = vtype
             if value is not None:
                 kv[key] = value
+        _refuse_unread_rope_keys(fields, kv, types)
         infos = []
         for _ in range(n_tensors):
             start = offset
@@ -300,6 +301,24 @@ class _Scanner:
         self.need(tensor.data_offset, tensor.n_bytes)
         raw = self.m[tensor.data_offset: tensor.data_offset + tensor.n_bytes]
         return [float(v) for v in np.frombuffer(raw, dtype=self.e + kinds[tensor.type_name]).astype(np.float64)]
+
+
+def rope_key(arch: str, key: str) -> bool:
+    """Whether `key` is one of the keys ropeconv reads a GGUF's context and RoPE from."""
+    return key == f"{arch}.context_length" or key.startswith(f"{arch}.rope.")
+
+
+def _refuse_unread_rope_keys(fields: list[FieldRef], kv: dict, types: dict) -> None:
+    """A RoPE key the scan could not keep (an array too long for the metadata view, text that is not
+    UTF-8) would be silently missing: every reader would fall back to a default and disagree with the
+    file. Name it instead."""
+    arch = kv.get("general.architecture")
+    if not isinstance(arch, str):
+        return
+    for fld in fields:
+        if rope_key(arch, fld.name) and fld.name not in kv:
+            what = "an array too long to be a RoPE value" if types[fld.name] == _ARRAY else "not readable text"
+            raise ValueError(f"its key {fld.name!r} holds {what}")
 
 
 def _read_metadata(reader: Any) -> tuple[dict[str, Any], dict[str, int], dict[str, list[float]]]:
@@ -511,6 +530,8 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
         defaults = YARN_BETA_ARCHS.get(arch, YARN_BETA_DEFAULT)
         for i, name in enumerate(("beta_fast", "beta_slow")):
             stored = kv.get(k(f"rope.scaling.yarn_{name}"))
+            if stored is not None:
+                stored = _meta_float(k(f"rope.scaling.yarn_{name}"), stored)
             if stored is not None and arch not in YARN_BETA_ARCHS:
                 warnings.append(f"{k(f'rope.scaling.yarn_{name}')} = {stored:g} is ignored by llama.cpp for '{arch}' "
                                 f"(it uses {defaults[i]:g})")
@@ -518,6 +539,7 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
             if value != YARN_BETA_DEFAULT[i]:
                 scaling[name] = value
         log_mul = kv.get(k("rope.scaling.yarn_log_multiplier"))
+        log_mul = _meta_float(k("rope.scaling.yarn_log_multiplier"), log_mul) if log_mul is not None else None
         if arch in YARN_LOG_MUL_ARCHS and log_mul:
             scaling["mscale"] = scaling["mscale_all_dim"] = float(log_mul) / 0.1
             if abs(attn - 1.0) > 1e-7:
@@ -538,8 +560,10 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
                             "(shown here without the tensor)")
     else:
         rope_type = "default"
-    if kv.get("split.count", 1) and int(kv.get("split.count", 1)) > 1:
-        warnings.append(f"this is part {int(kv.get('split.no', 0)) + 1} of a {int(kv['split.count'])}-part split GGUF")
+    split_count = kv.get("split.count")
+    if split_count is not None and _meta_int("split.count", split_count) > 1:
+        part = _meta_int("split.no", kv.get("split.no", 0)) if kv.get("split.no") else 0
+        warnings.append(f"this is part {part + 1} of a {split_count}-part split GGUF")
     extra = {}
     if kv.get(k("rope.dimension_sections")) is not None:
         extra["mrope_section"] = kv[k("rope.dimension_sections")]
