@@ -18,6 +18,7 @@ from typing import Any
 
 from ropeconv.errors import RopeconvError
 from ropeconv.numbers import show
+from ropeconv.request import RequestError
 from ropeconv.folder import confined
 
 BUFFER_SUFFIXES = {
@@ -207,26 +208,26 @@ def buffer_values(buffer: Buffer, inv_freq: list[float], attention_factor: float
     import numpy as np
 
     if buffer.dtype not in DTYPE_SIZES:
-        raise RopeconvError(f"{buffer.name} is stored as {buffer.dtype}, not a float type, so it cannot hold "
-                            "rotary values", "use --buffers drop (or keep)")
+        raise RequestError("buffers", f"{buffer.name} is stored as {buffer.dtype}, not a float type, so it cannot hold "
+                           "rotary values", "use {name} drop (or keep)")
     if math.prod(buffer.shape) > MAX_BUFFER_VALUES:
-        raise RopeconvError(f"{buffer.name} claims shape {list(buffer.shape)}, more than {MAX_BUFFER_VALUES} "
-                            "values", "use --buffers drop (or keep)")
+        raise RequestError("buffers", f"{buffer.name} claims shape {list(buffer.shape)}, more than {MAX_BUFFER_VALUES} "
+                           "values", "use {name} drop (or keep)")
     if buffer.kind == "inv_freq":
         if math.prod(buffer.shape) != len(inv_freq):
-            raise RopeconvError(f"{buffer.name} holds {math.prod(buffer.shape)} values but the config gives "
-                                f"{len(inv_freq)} rotary frequencies", "use --buffers drop or keep")
+            raise RequestError("buffers", f"{buffer.name} holds {math.prod(buffer.shape)} values but the config "
+                               f"gives {len(inv_freq)} rotary frequencies", "use {name} drop or keep")
         return "F32", np.asarray(inv_freq, dtype="<f4").tobytes()
     if len(buffer.shape) < 2:
-        raise RopeconvError(f"{buffer.name} has shape {list(buffer.shape)}, not a [positions, dims] cache",
-                            "use --buffers drop or keep")
+        raise RequestError("buffers", f"{buffer.name} has shape {list(buffer.shape)}, not a [positions, dims] cache",
+                           "use {name} drop or keep")
     positions, width = buffer.shape[-2], buffer.shape[-1]
     freqs = np.asarray(inv_freq, dtype=np.float64)
     if width == 2 * len(freqs):
         freqs = np.concatenate([freqs, freqs])
     elif width != len(freqs):
-        raise RopeconvError(f"{buffer.name} has width {width}, which fits neither {len(freqs)} nor "
-                            f"{2 * len(freqs)} rotary dims", "use --buffers drop or keep")
+        raise RequestError("buffers", f"{buffer.name} has width {width}, which fits neither {len(freqs)} nor "
+                           f"{2 * len(freqs)} rotary dims", "use {name} drop or keep")
     angles = np.outer(np.arange(positions, dtype=np.float64), freqs)
     values = (np.cos(angles) if buffer.kind == "cos" else np.sin(angles)) * attention_factor
     values = values.reshape(buffer.shape)

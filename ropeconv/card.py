@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ropeconv.output import write_text_atomic
-from ropeconv.record import Record
+from ropeconv.record import Record, read_folder_record_json
 from ropeconv.folder import read_json_object
 
 MARKER = "<!-- ropeconv model card: regenerate with `ropeconv push` or ropeconv.card.write_card -->"
@@ -502,7 +502,7 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
             source_card_text = readme.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             source_card_text = None
-    record = read_json_object(folder / "ropeconv.json") or {}
+    record = read_folder_record_json(folder) or {}
     probe = probe_of_folder(folder, read_json_object(folder / "probe.json"))
     tune = tune_of_folder(folder, read_json_object(folder / "tune.json"))
     card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id, tune=tune)

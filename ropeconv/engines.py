@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ropeconv.families import family_of, is_mla, publishes_scaled_max
 from ropeconv.methods import Basis, compute, unscaled
 from ropeconv.spec import RopeSpec
 
@@ -334,7 +335,7 @@ def read_as(engine: Engine, config: dict, spec: RopeSpec) -> Reading:
         params["factor"] = max_pos / L0
     if engine.attention.value in ("ignored", "recomputed"):
         params.pop("attention_factor", None)
-        if not spec.model_type.startswith("deepseek"):  # DeepSeek's own YaRN code honours mscale everywhere
+        if not is_mla(spec.model_type):  # DeepSeek's own YaRN code honours mscale everywhere
             params.pop("mscale", None)
             params.pop("mscale_all_dim", None)
     return Reading(rope_type=rope_type, status=status, theta=theta, original_context=L0,
@@ -350,7 +351,7 @@ def served_context(engine: Engine, reading: Reading, config: dict, spec: RopeSpe
     rope_type = reading.rope_type if reading.status != DROPPED else "default"
     if rule == "scaled":
         if rope_type in ("linear", "dynamic") and factor:
-            if spec.model_type.startswith("gemma3"):
+            if publishes_scaled_max(spec.model_type):
                 return max_pos  # Gemma 3 ships its max_position_embeddings already scaled
             return int(round(reading.original_context * float(factor)))
         return max_pos
@@ -358,6 +359,7 @@ def served_context(engine: Engine, reading: Reading, config: dict, spec: RopeSpe
         # _get_and_verify_max_len looks at the config's type even where the rotary code drops it (dynamic:
         # plain RoPE served at L0·s); yarn, llama3 and longrope keep max_position_embeddings as scaled
         configured = reading.rope_type
+        # vLLM's own test: the top-level model_type containing "gemma3" (not a family rule of ropeconv's)
         if configured in ("linear", "dynamic") and "gemma3" not in (config.get("model_type") or ""):
             return int(max_pos * float(factor if factor is not None else 1.0))
         return max_pos
@@ -421,28 +423,19 @@ def same(a: list[float], b: list[float], rel: float = 1e-5) -> bool:
     return len(a) == len(b) and all(math.isclose(x, y, rel_tol=rel, abs_tol=0.0) for x, y in zip(a, b))
 
 
-# The families whose outputs the conformance suite (tests/test_conformance_*.py) runs through each
-# engine's own code ("*": every family the tool accepts). Elsewhere a verdict comes from the rules above,
-# read in the engine's source, and the table says so rather than vouching for it.
-RUN_BY_SUITE: dict[str, tuple[str, ...]] = {
-    "transformers5": ("*",), "transformers4": ("*",),
-    # vLLM's Transformers-backend families (phi, gpt_neox, olmo, olmo2, glm): their served length is run, their
-    # RoPE (transformers' classes inside vLLM) is not, so they stay "read, not run"
-    "vllm": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3",
-             "gemma", "gemma2", "gemma3_text", "stablelm", "falcon", "cohere", "deepseek_v3"),
-    "sglang": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3", "phi",
-               "gemma", "gemma2", "stablelm", "olmo", "olmo2", "cohere", "deepseek_v3"),
-    # not gpt_neox: the converter fails on it under transformers 5 (KeyError 'rotary_pct'), unscaled too
-    "llamacpp": ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen2_vl", "qwen2_5_vl", "phi3",
-                 "phi", "gemma", "gemma2", "gemma3_text", "gpt_neox", "stablelm", "falcon", "olmo", "olmo2", "cohere",
-                 "glm", "deepseek_v3"),
-}
+# The engines whose conformance suite (tests/test_conformance_*.py) runs every family the tool accepts; for
+# the others, each family's row says whether the suite ran it (Family.suites_ran). Elsewhere a verdict comes
+# from the rules above, read in the engine's source, and the table says so rather than vouching for it.
+# vLLM's Transformers-backend families (phi, gpt_neox, olmo, olmo2, glm) have their served length run but not
+# their RoPE (transformers' classes inside vLLM), so they stay "read, not run"; llama.cpp's converter fails on
+# gpt_neox under transformers 5 (KeyError 'rotary_pct'), unscaled too.
+SUITE_RUNS_EVERY_FAMILY = ("transformers5", "transformers4")
 NOT_RUN = " (read, not run)"
 
 
 def run_by_suite(engine_key: str, model_type: str) -> bool:
-    families = RUN_BY_SUITE.get(engine_key, ())
-    return "*" in families or model_type in families
+    family = family_of(model_type)
+    return engine_key in SUITE_RUNS_EVERY_FAMILY or bool(family and engine_key in family.suites_ran)
 
 
 def evaluate(engine: Engine, config: dict, spec: RopeSpec) -> dict:
@@ -520,7 +513,6 @@ SUITE_SGLANG = "tests/test_conformance_sglang.py"
 # Families whose SGLang 0.5.23 model file passes get_rope only θ (mixtral.py, phi.py, gemma.py, gemma2.py,
 # stablelm.py, olmo.py)
 SGLANG_NO_SCALING = ("mixtral", "phi", "gemma", "gemma2", "stablelm", "olmo")
-ISSUE_RUN = "issue 11's run of the engine's own code on CPU (not re-run by this suite: see the test module)"
 CONVERTER = "the converter of llama-cpp-python 0.3.36"
 # Families whose llama.cpp converter class writes no RoPE keys of the config (its own set_gguf_parameters)
 NO_ROPE_KEYS = ("phi", "gemma", "gemma2", "gpt_neox", "stablelm", "falcon", "glm")
@@ -590,13 +582,14 @@ RULES: list[EngineRule] = [
                "takes max_position_embeddings (L0·s) as the original length: the YaRN ramp sits at the wrong "
                "dimensions, so inv_freq is off at every length (up to ×2 in the suite)",
                f"transformers 4.46.3 and 4.50.3 differ, 4.55.4 and 4.57.6 agree ({SUITE_T4}); 4.45 and 4.51 "
-               "from issue 11",
+               "run once on CPU, not re-run by this suite",
                "serve with transformers ≥ 4.51; no single config satisfies 4.45–4.50 and 4.51–4.55 for YaRN",
                excluded=AFTER_450),
     EngineRule("transformers4", None, "4.47", ("linear", "dynamic", "yarn", "llama3", "longrope"),
                THETA_ONLY_447, "differs",
                "its rotary class reads only rope_theta: the scaling is ignored (plain RoPE)",
-               f"transformers 4.46.3 differs, 4.50.3 agrees ({SUITE_T4}); the 4.47 bound is from issue 11",
+               f"transformers 4.46.3 differs, 4.50.3 agrees ({SUITE_T4}); 4.47 and 4.48 (the "
+               "bound) not run by this suite",
                "serve with transformers ≥ 4.48"),
     EngineRule("transformers4", None, "4.47", ("longrope",), GENERIC_ROPE, "differs",
                "uses the long factors at every length (short_factor is never used below L0)",

@@ -42,6 +42,16 @@ class Family:
     # transformers 5 holds the language model's settings in a text_config sub-config even when
     # config.json is flat (Qwen2-VL, Qwen2.5-VL): a runtime override must be nested there
     text_config_in_v5: bool = False
+    # DeepSeek's multi-head latent attention: only qk_rope_head_dim dims rotate, mscale_all_dim also scales the
+    # softmax (its own YaRN code honours mscale in every engine), and head_dim stays unset in the config
+    mla: bool = False
+    # the config key whose true value means this model uses ALiBi instead of RoPE (Falcon's `alibi`)
+    alibi_key: str = ""
+    # the family's transformers class hard-codes θ (GPT-J): a missing rope_theta is no portability problem
+    fixed_theta: bool = False
+    # engines whose own code the conformance suite (tests/test_conformance_*.py) ran on this family's outputs;
+    # transformers 4 and 5 run every accepted family (engines.SUITE_RUNS_EVERY_FAMILY)
+    suites_ran: tuple[str, ...] = ()
 
     def legacy_keys(self, method: str) -> tuple[str, ...] | None:
         return dict(self.legacy_scaling_keys).get(method)
@@ -63,6 +73,9 @@ _GEMMA3_REASON = ("dynamic gains no context in vLLM or SGLang for Gemma 3 (vLLM 
                   "as already scaled) while transformers needs it to stay the trained length; use yarn")
 
 
+# the engines besides transformers whose own code the conformance suite runs (see Family.suites_ran)
+_RUN3 = ("vllm", "sglang", "llamacpp")
+
 _GEMMA3 = dict(
     default_theta=1e6, note="nested per-layer-type RoPE: only full-attention layers are scaled",
     config_defaults=(("max_position_embeddings", 131072), ("head_dim", 256), ("num_attention_heads", 8)),
@@ -71,43 +84,49 @@ _GEMMA3 = dict(
 )
 
 _FAMILIES = [
-    Family("llama"), Family("mistral", head_dim_none_when_absent=True),
-    Family("mixtral", default_theta=1e6, head_dim_none_when_absent=True),
-    Family("qwen2"), Family("qwen2_moe"),
+    Family("llama", suites_ran=_RUN3),
+    Family("mistral", head_dim_none_when_absent=True, suites_ran=_RUN3),
+    Family("mixtral", default_theta=1e6, head_dim_none_when_absent=True, suites_ran=_RUN3),
+    Family("qwen2", suites_ran=_RUN3), Family("qwen2_moe", suites_ran=_RUN3),
     Family("qwen3", trained_context=32768,
            note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768; "
-                "Qwen documents YaRN factor 4 over 32768"),
+                "Qwen documents YaRN factor 4 over 32768", suites_ran=_RUN3),
     Family("qwen3_moe", trained_context=32768,
            note="Qwen3 advertises max_position_embeddings 40960 but was trained at 32768"),
     Family("qwen2_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
-           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True),
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True,
+           suites_ran=_RUN3),
     Family("qwen2_5_vl", default_theta=1e6, note="multimodal RoPE: mrope_section is kept",
-           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True),
+           methods=_MROPE_METHODS, methods_reason=_MROPE_REASON, text_config_in_v5=True,
+           suites_ran=_RUN3),
     Family("phi3", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,
-           methods_reason="transformers' Phi3 accepts only default or longrope RoPE and raises on others"),
+           methods_reason="transformers' Phi3 accepts only default or longrope RoPE and raises on others",
+           suites_ran=_RUN3),
     Family("phimoe", methods=("longrope",), legacy_scaling_keys=_PHI3_LEGACY,
            methods_reason="transformers' PhiMoE accepts only default or longrope RoPE and raises on others"),
-    Family("phi", default_partial=0.5),
-    Family("gemma"), Family("gemma2"),
-    Family("gemma3", **_GEMMA3), Family("gemma3_text", **_GEMMA3),
+    Family("phi", default_partial=0.5, suites_ran=("sglang", "llamacpp")),
+    Family("gemma", suites_ran=_RUN3), Family("gemma2", suites_ran=_RUN3),
+    Family("gemma3", **_GEMMA3), Family("gemma3_text", **_GEMMA3, suites_ran=("vllm", "llamacpp")),
     Family("gpt_neox", default_partial=0.25, note="reads rotary_pct and rotary_emb_base",
-           theta_key="rotary_emb_base", partial_key="rotary_pct"),
-    Family("stablelm", default_partial=0.25),
+           theta_key="rotary_emb_base", partial_key="rotary_pct", suites_ran=("llamacpp",)),
+    Family("stablelm", default_partial=0.25, suites_ran=_RUN3),
     Family("persimmon", default_partial=0.5),
-    Family("falcon", note="RoPE only when alibi is false"),
-    Family("olmo", legacy_scaling_keys=_OLMO_LEGACY), Family("olmo2", legacy_scaling_keys=_OLMO_LEGACY),
+    Family("falcon", note="RoPE only when alibi is false", alibi_key="alibi", suites_ran=("vllm", "llamacpp")),
+    Family("olmo", legacy_scaling_keys=_OLMO_LEGACY, suites_ran=("sglang", "llamacpp")),
+    Family("olmo2", legacy_scaling_keys=_OLMO_LEGACY, suites_ran=("sglang", "llamacpp")),
     Family("olmo3"),
-    Family("cohere", default_theta=500000.0, interleaved=True),
+    Family("cohere", default_theta=500000.0, interleaved=True, suites_ran=_RUN3),
     Family("cohere2", default_theta=500000.0, interleaved=True),
-    Family("glm", default_partial=0.5, interleaved=True),
+    Family("glm", default_partial=0.5, interleaved=True, suites_ran=("llamacpp",)),
     Family("glm4", default_partial=0.5, interleaved=True),
     Family("deepseek_v2", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax",
-           methods=_MLA_METHODS, methods_reason=_MLA_REASON),
+           methods=_MLA_METHODS, methods_reason=_MLA_REASON, mla=True),
     Family("deepseek_v3", note="rotates only qk_rope_head_dim dims; mscale_all_dim also scales the softmax",
-           methods=_MLA_METHODS, methods_reason=_MLA_REASON),
+           methods=_MLA_METHODS, methods_reason=_MLA_REASON, mla=True, suites_ran=_RUN3),
     Family("granite"), Family("starcoder2"), Family("internlm2"), Family("exaone"),
     Family("gptj", methods=(),
-           methods_reason="transformers' GPT-J hard-codes θ = 10000 and has no RoPE scaling support"),
+           methods_reason="transformers' GPT-J hard-codes θ = 10000 and has no RoPE scaling support",
+           fixed_theta=True),
     Family("bloom", position="alibi"),
     Family("mpt", position="alibi"),
     Family("gpt2", position="absolute"),
@@ -128,3 +147,19 @@ POSITION_EXPLAINED = {
 
 def family_of(model_type: str | None) -> Family | None:
     return FAMILIES.get(model_type or "")
+
+
+# The few traits ropeconv also applies to model types it has no row for, by their name's prefix (a newer
+# release of the family, e.g. a DeepSeek or Gemma 3 variant): the only place model types are matched by prefix.
+
+
+def is_mla(model_type: str) -> bool:
+    """DeepSeek's multi-head latent attention layout (Family.mla)."""
+    family = family_of(model_type)
+    return family.mla if family else model_type.startswith("deepseek")
+
+
+def publishes_scaled_max(model_type: str) -> bool:
+    """max_position_embeddings already holds L0·factor for linear scaling (Family.linear_max_is_scaled)."""
+    family = family_of(model_type)
+    return family.linear_max_is_scaled if family else model_type.startswith("gemma3")

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from ropeconv.errors import RopeconvError
-from ropeconv.folder import confined, model_files
+from ropeconv.folder import Source, confined, model_files
+from ropeconv.request import RequestError
 
 # Never carried into an output: VCS and cache folders (at any depth), ropeconv's own cache marker,
 # and files that describe the source rather than the output (at the top level).
@@ -96,6 +97,66 @@ def default_output_name(name: str, method: str, factor: float) -> str:
     return f"{name or 'model'}-{method}-x{factor:g}"
 
 
+# ---------------------------------------------------------------------------------------------------
+# default destinations: every command's output name when -o is not given, in one place
+
+
+def _source_name(source: Source) -> str:
+    return source.repo_id.split("/")[-1] if source.repo_id else source.path.name
+
+
+def _beside(source: Source, name: str) -> Path:
+    """A local source's output goes beside it; a Hub source's into the working folder."""
+    return Path(name) if source.kind == "hub" else source.path.absolute().parent / name
+
+
+def default_output(source: Source, method: str, factor: float) -> Path:
+    """Where `extend` writes a model folder when no -o is given."""
+    return _beside(source, default_output_name(_source_name(source), method, factor))
+
+
+def default_tuned_output(source: Source, method: str, target: int) -> Path:
+    """Where `tune` writes its winner when no -o is given: `<name>-tuned-<method>-<target, in k>`."""
+    size = f"{target // 1024}k" if target % 1024 == 0 else str(target)
+    return _beside(source, f"{_source_name(source) or 'model'}-tuned-{method}-{size}")
+
+
+def default_gguf_output(path: Path, method: str, factor: float) -> Path:
+    """Where `extend` writes a GGUF file when no -o is given: beside the source, `.gguf` kept."""
+    return path.absolute().parent / f"{default_output_name(path.stem, method, factor)}.gguf"
+
+
+def gguf_destination(src: Path, output: str | Path | None, method: str, factor: float, force: bool) -> Path:
+    """The GGUF file `extend` writes: -o as given (a folder gets the default name inside), refused when it
+    is a link, not .gguf, the source itself, an existing file without `force`, or not writable."""
+    if output is None:
+        dest = default_gguf_output(src, method, factor)
+    else:
+        dest = Path(output).expanduser()
+        if dest.is_dir():
+            dest = dest / default_gguf_output(src, method, factor).name
+    if dest.is_symlink():
+        raise RopeconvError(f"the output {dest} is a symbolic link; ropeconv does not write through links",
+                            "pass the real file path as -o, or remove the link")
+    dest = dest.absolute()
+    if dest.suffix != ".gguf":
+        raise RopeconvError(f"the output {dest.name} does not end in .gguf",
+                            f"choose a name ending in .gguf, e.g. {default_gguf_output(src, method, factor).name}")
+    if dest.resolve() == src.resolve() or (dest.exists() and os.path.samefile(dest, src)):
+        raise RopeconvError(f"the output {dest} is the source file", "choose another -o: the source is never modified")
+    if dest.exists() and not force:
+        raise RequestError("force", f"{dest} already exists", "choose another -o, or {on} to replace it")
+    if dest.exists() and not dest.is_file():
+        raise RopeconvError(f"{dest} exists and is not a file", "choose another -o")
+    ancestor = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
+    if not ancestor.is_dir():
+        raise RopeconvError(f"the output's parent {ancestor} is a file, not a folder", "choose another -o")
+    if not os.access(ancestor, os.W_OK):
+        raise RopeconvError(f"cannot write into {dest.parent}: permission denied", "choose another -o")
+    return dest
+
+
+
 def check_destination(source: Path | None, dest: Path, force: bool) -> None:
     """Refuse a destination that cannot be written safely, before anything is computed or written.
 
@@ -118,10 +179,10 @@ def check_destination(source: Path | None, dest: Path, force: bool) -> None:
             raise RopeconvError(f"the output {dest} contains the source {source}: replacing it would delete the model",
                                 "choose an output folder that does not contain the model (e.g. a new folder beside it)")
     if dest.exists() and not dest.is_dir():
-        raise RopeconvError(f"{dest} is a file, not a folder; --force replaces only an output folder",
-                            "choose another -o (a folder name)")
+        raise RequestError("force", f"{dest} is a file, not a folder; " "{name} replaces only an output folder",
+                           "choose another -o (a folder name)")
     if dest.exists() and not force and any(dest.iterdir()):
-        raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
+        raise RequestError("force", f"{dest} already exists", "choose another -o, or {on} to replace it")
     ancestor = next((p for p in [dest_abs.parent, *dest_abs.parent.parents] if p.exists()), Path("/"))
     if not ancestor.is_dir():
         raise RopeconvError(f"the output's parent {ancestor} is a file, not a folder", "choose another -o")
@@ -198,8 +259,8 @@ def _rewrite(writer: Callable[[Path], None], target: Path, rel: str) -> None:
         raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise RopeconvError(f"{rel} could not be read to rewrite its rotary buffers ({type(exc).__name__}: {first})",
-                            "re-download or re-save that shard, or pass --buffers keep") from None
+        raise RequestError("buffers", f"{rel} could not be read to rewrite its rotary buffers ({type(exc).__name__}: {first})",
+                           "re-download or re-save that shard, or pass {name} keep") from None
 
 
 def remove_leftovers(dest: Path) -> list[Path]:
@@ -331,7 +392,7 @@ def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:
             old_lock = _hold(dest)  # so a concurrent run does not take it for a leftover
             os.replace(dest, old)
         else:  # appeared while we were writing
-            raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
+            raise RequestError("force", f"{dest} already exists", "choose another -o, or {on} to replace it")
     try:
         os.replace(tmp, dest)
     except OSError as exc:
@@ -339,8 +400,8 @@ def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:
             with contextlib.suppress(OSError):
                 os.replace(old, dest)
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):  # another run finished first
-            raise RopeconvError(f"{dest} was written by another run while this one was writing",
-                                "choose another -o, or pass --force to replace it") from None
+            raise RequestError("force", f"{dest} was written by another run while this one was writing",
+                               "choose another -o, or {on} to replace it") from None
         raise
     finally:
         if old_lock is not None:

@@ -7,6 +7,7 @@ counts as scaled and `--rebase` returns to the base rather than stacking.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,12 @@ class Record:
             rebase=data.get("rebase") is True,
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def config_fingerprint(folder: Path) -> str:
+    """The fingerprint a record (and probe.json, tune.json, batch state) keeps of the config.json it
+    describes: which config a result belongs to."""
+    return "sha256:" + hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
 
 
 def read_folder_record(folder: Path) -> Record | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropeconv.errors import RopeconvError
-from ropeconv.families import POSITION_EXPLAINED, Family, family_of
+from ropeconv.families import POSITION_EXPLAINED, Family, family_of, is_mla
 from ropeconv.methods import Basis, compute, unscaled
 from ropeconv.numbers import MAX_FACTOR, MAX_HEAD_DIM, finite_number, positive_int, show
 
@@ -155,19 +155,50 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
 
     `original_context` overrides L0 (the --original-context option).
     Raises RopeconvError for models without RoPE and for configs that cannot be read.
+    Phases: the entry and its shape → θ → rotary dim → L0.
     """
     if not isinstance(config, dict):
         raise RopeconvError("config.json is not a JSON object", "point ropeconv at a model's config.json folder")
+    model_type, family, path, section, warnings = _identify(config)
+    defaulted = [k for k, _ in (family.config_defaults if family else ()) if k not in section]
+    if defaulted:
+        section = {**dict(family.config_defaults), **section}
+    head_dim = _head_dim(section, model_type)
+    shape = _shape(section)
+    entry, nested, scaled_layer_type = _scaled_entry(section, family, warnings)
+    rope_type = _rope_type(entry, warnings)
+    theta = _theta(entry, section, family, model_type, warnings)
+    partial, rotary_dim = _rotary_dim(entry, section, family, head_dim)
+    if "max_position_embeddings" not in section:
+        raise RopeconvError("config.json has no max_position_embeddings",
+                            "add the context the model was trained at as max_position_embeddings")
+    max_pos = _int(section["max_position_embeddings"], "max_position_embeddings")
+    L0, source = _original_context(section, entry, family, model_type, rope_type, max_pos, original_context,
+                                   warnings)
+    scaling = {k: v for k, v in entry.items() if k not in NON_SCALING_KEYS}
+    extra = {k: entry[k] for k in ("mrope_section", "mrope_interleaved") if k in entry}
+    if rope_type == "default":
+        scaling = {k: v for k, v in scaling.items() if k != "original_max_position_embeddings"}
+
+    return RopeSpec(model_type=model_type, family=family, path=path, theta=theta, head_dim=head_dim,
+                    partial_rotary_factor=partial, rotary_dim=rotary_dim, max_position_embeddings=max_pos,
+                    original_context=L0, original_context_source=source, rope_type=rope_type,
+                    scaling=scaling, shape=shape, nested=nested, scaled_layer_type=scaled_layer_type,
+                    extra=extra, warnings=warnings, defaulted=defaulted)
+
+
+def _identify(config: dict) -> tuple[str, Family | None, tuple[str, ...], dict, list[str]]:
+    """(model type, family, path to the language section, that section, warnings); refuses models
+    without RoPE."""
     top_type = _name(config.get("model_type") or "", "model_type")
     path, section = language_section(config)
     model_type = _name(section.get("model_type") or top_type, "model_type")
     family = family_of(model_type) or family_of(top_type)
     warnings: list[str] = []
-
     if family and family.position != "rope":
         raise refuse_non_rope(model_type, family.position)
-    if model_type == "falcon" and section.get("alibi"):
-        raise refuse_non_rope("falcon with alibi: true", "alibi")
+    if family and family.alibi_key and section.get(family.alibi_key):
+        raise refuse_non_rope(f"{model_type} with {family.alibi_key}: true", "alibi")
     if family is None:
         if not any(k in section for k in RAN_FIELDS):
             raise RopeconvError(
@@ -176,18 +207,25 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
                 "it probably does not use RoPE; if it does, add rope_theta to config.json")
         warnings.append(f"model type '{model_type or '?'}' is unknown to ropeconv: read from its RoPE fields; "
                         "check the result with `ropeconv probe`")
+    return model_type, family, path, section, warnings
 
-    defaulted = [k for k, _ in (family.config_defaults if family else ()) if k not in section]
-    if defaulted:
-        section = {**dict(family.config_defaults), **section}
-    head_dim = _head_dim(section, model_type)
-    legacy = section.get("rope_scaling")
-    v5 = section.get("rope_parameters")
-    legacy = legacy if isinstance(legacy, dict) and legacy else None
-    v5 = v5 if isinstance(v5, dict) and v5 else None
+
+def _shape(section: dict) -> str:
+    """Which shapes the config uses: "v5" (rope_parameters), "legacy", "both" or "none"."""
+    legacy, v5 = _present(section.get("rope_scaling")), _present(section.get("rope_parameters"))
     has_legacy = bool(legacy) or "rope_theta" in section  # top-level θ is the legacy shape too
-    shape = "both" if has_legacy and v5 else "legacy" if has_legacy else "v5" if v5 else "none"
+    return "both" if has_legacy and v5 else "legacy" if has_legacy else "v5" if v5 else "none"
 
+
+def _present(value: Any) -> dict | None:
+    return value if isinstance(value, dict) and value else None
+
+
+def _scaled_entry(section: dict, family: Family | None,
+                  warnings: list[str]) -> tuple[dict, dict[str, dict] | None, str | None]:
+    """The RoPE entry ropeconv reads and scales, the per-layer-type entries (Gemma 3 style) and the
+    layer type scaled."""
+    legacy, v5 = _present(section.get("rope_scaling")), _present(section.get("rope_parameters"))
     declared_layer_types = section.get("layer_types") or []
     if not isinstance(declared_layer_types, list) or not all(isinstance(t, str) for t in declared_layer_types):
         raise RopeconvError(f"config.json has layer_types = {show(declared_layer_types)}, not a list of names",
@@ -216,7 +254,11 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
                             "transformers v5 uses rope_scaling, so ropeconv does too")
     else:
         entry = dict(v5 or {})
+    return entry, nested, scaled_layer_type
 
+
+def _rope_type(entry: dict, warnings: list[str]) -> str:
+    """The entry's rope type (its factor checked once here: methods divide by it)."""
     if "type" in entry and "rope_type" in entry and entry["type"] != entry["rope_type"]:
         warnings.append(f"rope scaling has type={entry['type']!r} and rope_type={entry['rope_type']!r}; "
                         "vLLM refuses the conflict, transformers v5 uses rope_type")
@@ -225,23 +267,30 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
     rope_type = _name(entry.get("rope_type", entry.get("type", "default")), "rope_type")
     if rope_type in ("mrope", "axial"):  # Qwen2-VL's legacy spelling of plain multimodal RoPE
         rope_type = "default"
-    if entry.get("factor") is not None:  # checked once here: methods divide by it
+    if entry.get("factor") is not None:
         factor = _number(entry["factor"], "rope scaling factor")
         if not 0 < factor <= MAX_FACTOR:
             raise RopeconvError(f"config.json has a rope scaling factor of {show(entry['factor'])}, outside "
                                 f"(0, {MAX_FACTOR:g}]", "fix the factor in config.json (1 means no scaling)")
+    return rope_type
 
+
+def _theta(entry: dict, section: dict, family: Family | None, model_type: str, warnings: list[str]) -> float:
     theta_value = entry.get("rope_theta", section.get("rope_theta", section.get("rotary_emb_base")))
     if theta_value is None:
         theta_value = family.default_theta if family else 10000.0
-        if family is not None and model_type not in ("gptj",):
+        if family is not None and not family.fixed_theta:
             warnings.append(f"config.json has no rope_theta: {model_type} defaults to {theta_value:g}; "
                             "engines that read only top-level rope_theta fall back to 10000")
     theta = _number(theta_value, "rope_theta")
     if theta <= 1:
         raise RopeconvError(f"config.json has rope_theta = {theta_value!r}, which must be greater than 1",
                             "fix rope_theta in config.json")
+    return theta
 
+
+def _rotary_dim(entry: dict, section: dict, family: Family | None, head_dim: int) -> tuple[float, int]:
+    """(partial rotary fraction, rotary dimensions)."""
     partial = entry.get("partial_rotary_factor", section.get("partial_rotary_factor", section.get("rotary_pct")))
     partial = _number(partial, "partial_rotary_factor") if partial is not None else (
         family.default_partial if family else 1.0)
@@ -255,48 +304,37 @@ def read_spec(config: dict, original_context: int | None = None) -> RopeSpec:
         raise RopeconvError(f"rotary dimension {rotary_dim} (head_dim {head_dim} × {partial}) is odd or too small; "
                             "RoPE rotates pairs of dimensions",
                             "fix head_dim / partial_rotary_factor in config.json")
+    return partial, rotary_dim
 
-    if "max_position_embeddings" not in section:
-        raise RopeconvError("config.json has no max_position_embeddings",
-                            "add the context the model was trained at as max_position_embeddings")
-    max_pos = _int(section["max_position_embeddings"], "max_position_embeddings")
 
+def _original_context(section: dict, entry: dict, family: Family | None, model_type: str, rope_type: str,
+                      max_pos: int, original_context: int | None, warnings: list[str]) -> tuple[int, str]:
+    """(L0, where it was read)."""
     top_original = section.get("original_max_position_embeddings")
     nested_original = entry.get("original_max_position_embeddings")
     if top_original is not None and nested_original is not None and top_original != nested_original:
         warnings.append(f"top-level original_max_position_embeddings ({top_original}) disagrees with the "
                         f"rope scaling's ({nested_original}); transformers v5 uses the top-level one")
     if original_context is not None:
-        L0, source = _int(original_context, "--original-context"), "--original-context"
-    elif top_original is not None:
-        L0, source = _int(top_original, "original_max_position_embeddings"), "original_max_position_embeddings"
-    elif nested_original is not None:
-        L0, source = _int(nested_original, "original_max_position_embeddings"), "rope scaling original_max_position_embeddings"
-    elif rope_type == "linear" and family and family.linear_max_is_scaled and entry.get("factor"):
-        L0 = int(round(max_pos / _number(entry["factor"], "factor")))
-        source = f"max_position_embeddings ÷ factor ({model_type} publishes the scaled length there)"
-    elif rope_type in ("linear", "dynamic"):
-        L0, source = max_pos, "max_position_embeddings (linear/dynamic keep L0 there)"
-    else:
-        L0, source = max_pos, "max_position_embeddings"
-        if family and family.trained_context and family.trained_context < max_pos:
-            warnings.append(f"{family.note}: L0 is taken as {max_pos}; pass --original-context "
-                            f"{family.trained_context} to scale from the trained length")
-
-    scaling = {k: v for k, v in entry.items() if k not in NON_SCALING_KEYS}
-    extra = {k: entry[k] for k in ("mrope_section", "mrope_interleaved") if k in entry}
-    if rope_type == "default":
-        scaling = {k: v for k, v in scaling.items() if k != "original_max_position_embeddings"}
-
-    return RopeSpec(model_type=model_type, family=family, path=path, theta=theta, head_dim=head_dim,
-                    partial_rotary_factor=partial, rotary_dim=rotary_dim, max_position_embeddings=max_pos,
-                    original_context=L0, original_context_source=source, rope_type=rope_type,
-                    scaling=scaling, shape=shape, nested=nested, scaled_layer_type=scaled_layer_type,
-                    extra=extra, warnings=warnings, defaulted=defaulted)
+        return _int(original_context, "--original-context"), "--original-context"
+    if top_original is not None:
+        return _int(top_original, "original_max_position_embeddings"), "original_max_position_embeddings"
+    if nested_original is not None:
+        return (_int(nested_original, "original_max_position_embeddings"),
+                "rope scaling original_max_position_embeddings")
+    if rope_type == "linear" and family and family.linear_max_is_scaled and entry.get("factor"):
+        return (int(round(max_pos / _number(entry["factor"], "factor"))),
+                f"max_position_embeddings ÷ factor ({model_type} publishes the scaled length there)")
+    if rope_type in ("linear", "dynamic"):
+        return max_pos, "max_position_embeddings (linear/dynamic keep L0 there)"
+    if family and family.trained_context and family.trained_context < max_pos:
+        warnings.append(f"{family.note}: L0 is taken as {max_pos}; pass --original-context "
+                        f"{family.trained_context} to scale from the trained length")
+    return max_pos, "max_position_embeddings"
 
 
 def _head_dim(section: dict, model_type: str) -> int:
-    if model_type.startswith("deepseek") and section.get("qk_rope_head_dim"):
+    if is_mla(model_type) and section.get("qk_rope_head_dim"):
         return _int(section["qk_rope_head_dim"], "qk_rope_head_dim")
     if section.get("head_dim"):
         return _int(section["head_dim"], "head_dim")

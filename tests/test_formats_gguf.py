@@ -23,7 +23,7 @@ from ropeconv.errors import RopeconvError  # noqa: E402
 from ropeconv.methods import Basis, base_inv_freq, compute  # noqa: E402
 from ropeconv.formats import gguf as gguf_format  # noqa: E402
 from ropeconv.formats.hf import plan_config  # noqa: E402
-from ropeconv.request import ConversionRequest  # noqa: E402
+from ropeconv.request import ConversionRequest, RequestError, cli_flag  # noqa: E402
 from ropeconv.smollm import THETA, TRAINED_CONTEXT, gguf_path  # noqa: E402
 from ropeconv.spec import read_spec  # noqa: E402
 
@@ -426,15 +426,18 @@ def test_unknown_architecture_without_rope_keys_is_refused(tmp_path):
 
 
 def test_methods_llama_cpp_cannot_express_are_refused(smol_info, tmp_path):
-    with pytest.raises(RopeconvError, match="no dynamic NTK.*--method yarn"):
+    # a refusal names the option to change as a request field: the CLI spells it --method, a recipe `method =`
+    with pytest.raises(RequestError, match="no dynamic NTK") as refused:
         plan_gguf(smol_info, "dynamic", factor=4)
+    assert "use --method yarn" in refused.value.worded(cli_flag).line()
     with pytest.raises(RopeconvError, match="always rounds"):
         plan_gguf(smol_info, "yarn", factor=4, params={"truncate": False})
     with pytest.raises(RopeconvError, match="yarn_beta_fast only for"):
         plan_gguf(smol_info, "yarn", factor=4, params={"beta_fast": 16.0})
     qwen = gguf_io.open_gguf(tiny_gguf(tmp_path / "q.gguf", arch="qwen2"))
-    with pytest.raises(RopeconvError, match="does not load a rope_freqs tensor.*--method yarn"):
+    with pytest.raises(RequestError, match="does not load a rope_freqs tensor") as refused:
         plan_gguf(qwen, "llama3", factor=4)
+    assert "use --method yarn" in refused.value.worded(cli_flag).line()
     with pytest.raises(RopeconvError, match="LongRoPE factor tensors"):
         plan_gguf(qwen, "longrope", factor=4, params={"short_factor": [1.0] * 8, "long_factor": [1.0] * 8})
     assert plan_gguf(qwen, "yarn", factor=4).served_context == 16384

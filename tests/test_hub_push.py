@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ropeconv import hub
+from ropeconv.request import RequestError, cli_flag
 from ropeconv.cli import app
 from ropeconv.errors import EXIT_BAD_INPUT, EXIT_HUB, HubError, RopeconvError
 
@@ -353,9 +354,10 @@ def test_pushed_records_carry_no_local_paths(hub_env, tmp_path):
 def test_empty_token_or_revision_is_bad_input(hub_env, tmp_path, kwargs, message):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
-    with pytest.raises(RopeconvError, match=message) as err:
+    with pytest.raises(RequestError) as err:  # the library names the field; the CLI spells it --token
         hub.push_folder(tmp_path / "m", "alice/empty-args", **kwargs)
     assert err.value.exit_code == 2
+    assert err.value.worded(cli_flag).problem == message
 
 
 def test_pushing_a_missing_or_empty_folder_is_bad_input(hub_env, tmp_path):

@@ -112,3 +112,68 @@ def test_unknown_method_suggests_the_closest():
         get_method("yarm")
     with pytest.raises(RopeconvError, match="not a RoPE scaling method"):
         get_method("alibi")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one row per method: every table a method needs (CONTRIBUTING.md "Adding a method")
+
+
+def missing_rows(methods) -> list[str]:
+    """The table rows `methods` lack: each format adapter's method table and the engines' facts (the
+    rope type each method's output carries, in every engine's `types`)."""
+    from ropeconv.engines import ENGINES
+    from ropeconv.formats.gguf import GGUF_METHODS
+    from ropeconv.formats.hf import HF_METHODS
+
+    missing = [f"ropeconv/formats/hf.py HF_METHODS[{m!r}]" for m in methods if m not in HF_METHODS]
+    missing += [f"ropeconv/formats/gguf.py GGUF_METHODS[{m!r}]" for m in methods if m not in GGUF_METHODS]
+    written = {HF_METHODS[m].rope_type for m in methods if m in HF_METHODS}
+    missing += [f"ropeconv/engines.py ENGINES {e.key}.types[{t!r}]" for t in sorted(written) for e in ENGINES
+                if t not in e.types.value]
+    return missing
+
+
+def test_every_convertible_method_has_a_row_in_every_adapter_and_in_the_engine_facts():
+    assert missing_rows(CONVERTIBLE) == [], "add the rows named (see CONTRIBUTING.md)"
+
+
+def test_a_method_without_its_rows_is_named():
+    # the check above must be able to fail, naming each missing row
+    missing = missing_rows([*CONVERTIBLE, "newrope"])
+    assert "ropeconv/formats/hf.py HF_METHODS['newrope']" in missing
+    assert "ropeconv/formats/gguf.py GGUF_METHODS['newrope']" in missing
+
+
+def test_the_adapters_have_no_row_for_a_method_that_is_not_convertible():
+    from ropeconv.formats.gguf import GGUF_METHODS
+    from ropeconv.formats.hf import HF_METHODS
+
+    assert set(HF_METHODS) == set(CONVERTIBLE) and set(GGUF_METHODS) == set(CONVERTIBLE)
+
+
+def test_the_methods_prose_names_every_engine_that_does_not_honour_the_method():
+    """`ropeconv methods` and the dynamic warning say in words what engines.py holds as facts: an engine
+    that drops, refuses or runs a method statically is named there."""
+    from ropeconv.engines import ENGINES, HONOURED
+    from ropeconv.formats.hf import HF_METHODS, RopePlan
+
+    for name in CONVERTIBLE:
+        row = HF_METHODS[name]
+        plan = RopePlan(name, 4.0, {}, 1e4, 1e4, 64, 4096, 16384, [], 1.0, False)
+        said = METHODS[name].engines + " " + (row.warning(plan) or "")
+        for engine in ENGINES:
+            if engine.types.value[row.rope_type] != HONOURED:
+                assert engine.name.split(" ")[0] in said, f"{name}: {engine.name} is not named"
+
+
+def test_the_readme_method_table_is_the_rows_themselves():
+    """The README's per-method table is generated from the rows (scripts/engine_rules_table.py)."""
+    from pathlib import Path
+
+    from ropeconv.portability import methods_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- method-table:start -->\n", "\n<!-- method-table:end -->"
+    if start not in readme:
+        pytest.skip("README.md has no method-table markers yet (the lead adds them)")
+    assert readme.split(start, 1)[1].split(end, 1)[0] == methods_markdown(), "run: python scripts/engine_rules_table.py"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv import engines as eng
+from ropeconv import families as fam
 from ropeconv.methods import METHODS, ParamError, longrope_attention_factor, unscaled, validate_params, yarn_attention_factor
 from ropeconv.spec import FULL_ATTENTION, RopeSpec
 
@@ -305,7 +306,7 @@ def _linear_multiplied(ctx: Context) -> list[Finding]:
     L0 = ctx.section.get("original_max_position_embeddings", entry.get("original_max_position_embeddings"))
     model_type = ctx.spec.model_type
     vllm = next(r for r in ctx.table if r["engine"] == "vllm")
-    if model_type.startswith("gemma3"):
+    if fam.publishes_scaled_max(model_type):
         return [Finding(
             "linear-max-multiplied", "info", ctx.key("max_position_embeddings"),
             f"Gemma 3 ships {rope_type} ×{factor:g} with max_position_embeddings {max_pos} already scaled; vLLM "

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from ropeconv import __version__
+from ropeconv.cli.click_compat import click_exceptions
 from ropeconv.errors import EXIT_BAD_INPUT
 
 EPILOG = (
@@ -20,13 +21,6 @@ EPILOG = (
     "2 bad input (nothing written); 3 Hub error; 4 internal error (rerun with --debug)."
 )
 
-def _click():
-    """click's exceptions module, as typer runs it: recent typer releases carry their own copy of click."""
-    try:
-        from typer._click import exceptions
-    except ImportError:
-        from click import exceptions
-    return exceptions
 
 
 class _OneLineErrors(TyperGroup):
@@ -38,7 +32,7 @@ class _OneLineErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         import sys
 
-        click = _click()
+        click = click_exceptions()
         argv = list(sys.argv[1:] if args is None else args)
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)

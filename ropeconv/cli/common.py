@@ -145,7 +145,7 @@ def one_line(text: str) -> str:
 
 def usage_error_line(exc, args: list[str] | None = None) -> str:
     """A click usage error (unknown option, bad value, missing argument) as one line with the fix."""
-    from ropeconv.cli import _click
+    from ropeconv.cli.click_compat import click_exceptions as _click
 
     click = _click()
     message = " ".join(exc.format_message().split())  # click puts its did-you-mean on a second line

@@ -9,10 +9,11 @@ chunks, never held in memory.
 Where things live (the names below are importable from `ropeconv.gguf_io`):
 
 - `ropeconv.gguf_io.read`: opening and validating a file (`open_gguf`, `GgufInfo`), the RoPE description
-  (`spec_from_metadata`, `spec_from_gguf`, `GgufRopeSpec`, `fit_llama3`), `read_record`, and the
+  (`spec_from_metadata`, `spec_from_gguf`, `GgufRopeSpec`, `fit_llama3`) and the
   architecture tables (`ROPE_FREQS_ARCHS`, `LONGROPE_ARCHS`, `YARN_BETA_ARCHS`, `NON_ROPE`).
-- `ropeconv.gguf_io.write`: the output's path (`default_output`), the streamed copy (`write_stream`) and
-  the checked, atomic write (`write_gguf`).
+- `ropeconv.gguf_io.write`: the streamed copy (`write_stream`) and
+  the checked, atomic write (`write_gguf`). The output's default path and destination rules are
+  `ropeconv.output`'s (`default_gguf_output`, `gguf_destination`); the `ropeconv.*` keys are `ropeconv.record`'s.
 
 What llama.cpp reads, and how (its src/llama-model.cpp, llama-context.cpp, models/*.cpp and
 ggml's rope kernel; the reason each rule below exists):
@@ -42,7 +43,6 @@ from ropeconv.gguf_io.read import (
     HEADER_MIN,
     LONGROPE_ARCHS,
     NON_ROPE,
-    RECORD_PREFIX,
     ROPE_FREQS,
     ROPE_FREQS_ARCHS,
     ROPE_TENSORS,
@@ -56,16 +56,15 @@ from ropeconv.gguf_io.read import (
     check_rope_arch,
     fit_llama3,
     open_gguf,
-    read_record,
     spec_from_gguf,
     spec_from_metadata,
 )
-from ropeconv.gguf_io.write import CHUNK, _destination, default_output, write_gguf, write_stream
+from ropeconv.gguf_io.write import CHUNK, default_output, write_gguf, write_stream
 
 __all__ = [
-    "CHUNK", "FACTORS_LONG", "FACTORS_SHORT", "HEADER_MIN", "LONGROPE_ARCHS", "NON_ROPE", "RECORD_PREFIX",
+    "CHUNK", "FACTORS_LONG", "FACTORS_SHORT", "HEADER_MIN", "LONGROPE_ARCHS", "NON_ROPE",
     "ROPE_FREQS", "ROPE_FREQS_ARCHS", "ROPE_TENSORS", "SMALL_ARRAY", "YARN_BETA_ARCHS", "YARN_BETA_DEFAULT",
     "FieldRef", "GgufInfo", "GgufRopeSpec", "TensorRef",
     "check_rope_arch", "default_output", "fit_llama3", "open_gguf",
-    "read_record", "spec_from_gguf", "spec_from_metadata", "write_gguf", "write_stream",
+    "spec_from_gguf", "spec_from_metadata", "write_gguf", "write_stream",
 ]

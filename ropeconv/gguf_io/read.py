@@ -2,8 +2,8 @@
 
 `open_gguf` validates a file and keeps light references to its keys and tensors (`GgufInfo`);
 `spec_from_metadata` / `spec_from_gguf` turn the `{arch}.context_length` / `{arch}.rope.*` keys and the
-`rope_freqs` / `rope_factors_*` tensors into a `GgufRopeSpec`; `read_record` gives the `ropeconv.*` keys an
-earlier conversion wrote. The llama.cpp rules they follow are listed in `ropeconv.gguf_io`'s docstring.
+`rope_freqs` / `rope_factors_*` tensors into a `GgufRopeSpec`; the `ropeconv.*` keys an earlier conversion
+wrote are read by `ropeconv.record`. The llama.cpp rules they follow are listed in `ropeconv.gguf_io`'s docstring.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ NON_ROPE = {
     "wavtokenizer-dec": "an audio decoder without RoPE",
     "clip": "a vision encoder without RoPE",
 }
-RECORD_PREFIX = "ropeconv."
 HEADER_MIN = 24  # magic, version, tensor count, kv count
 SMALL_ARRAY = 256  # arrays up to this length are read into the metadata view
 
@@ -619,7 +618,3 @@ def fit_llama3(theta: float, dim: int, ff: list[float], L0: int | None) -> tuple
     return None
 
 
-def read_record(kv: dict) -> dict | None:
-    """The ropeconv.* keys an earlier conversion wrote (the unscaled base), if any."""
-    rec = {key[len(RECORD_PREFIX):]: v for key, v in kv.items() if key.startswith(RECORD_PREFIX)}
-    return rec or None

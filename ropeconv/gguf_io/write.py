@@ -18,7 +18,7 @@ from typing import Any, Callable, Protocol
 
 from ropeconv.errors import RopeconvError
 from ropeconv.gguf_io.read import GgufInfo, open_gguf, spec_from_metadata
-from ropeconv.output import default_output_name, terminate_as_interrupt
+from ropeconv.output import default_gguf_output, terminate_as_interrupt
 
 
 class GgufPlan(Protocol):
@@ -40,36 +40,8 @@ CHUNK = 8 << 20  # bytes copied per read
 # the destination
 
 
-def default_output(path: Path, method: str, factor: float) -> Path:
-    return path.absolute().parent / f"{default_output_name(path.stem, method, factor)}.gguf"
-
-
-def _destination(src: Path, output: str | Path | None, method: str, factor: float, force: bool) -> Path:
-    if output is None:
-        dest = default_output(src, method, factor)
-    else:
-        dest = Path(output).expanduser()
-        if dest.is_dir():
-            dest = dest / default_output(src, method, factor).name
-    if dest.is_symlink():
-        raise RopeconvError(f"the output {dest} is a symbolic link; ropeconv does not write through links",
-                            "pass the real file path as -o, or remove the link")
-    dest = dest.absolute()
-    if dest.suffix != ".gguf":
-        raise RopeconvError(f"the output {dest.name} does not end in .gguf",
-                            f"choose a name ending in .gguf, e.g. {default_output(src, method, factor).name}")
-    if dest.resolve() == src.resolve() or (dest.exists() and os.path.samefile(dest, src)):
-        raise RopeconvError(f"the output {dest} is the source file", "choose another -o: the source is never modified")
-    if dest.exists() and not force:
-        raise RopeconvError(f"{dest} already exists", "choose another -o, or pass --force to replace it")
-    if dest.exists() and not dest.is_file():
-        raise RopeconvError(f"{dest} exists and is not a file", "choose another -o")
-    ancestor = next(p for p in [dest.parent, *dest.parent.parents] if p.exists())
-    if not ancestor.is_dir():
-        raise RopeconvError(f"the output's parent {ancestor} is a file, not a folder", "choose another -o")
-    if not os.access(ancestor, os.W_OK):
-        raise RopeconvError(f"cannot write into {dest.parent}: permission denied", "choose another -o")
-    return dest
+# `default_output` is kept under the name gguf_io always exported; both rules live in ropeconv.output.
+default_output = default_gguf_output
 
 
 # ---------------------------------------------------------------------------------------------------------

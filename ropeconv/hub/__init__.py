@@ -12,7 +12,7 @@ stays fast. Calls the client does not retry itself are retried here on connectio
 and 5xx, with exponential backoff (ROPECONV_HUB_RETRIES, default 5; ROPECONV_HUB_RETRY_WAIT,
 the first wait in seconds, default 1). No token is ever printed, logged or written.
 
-What lives where (everything is re-exported here, so `from ropeconv.hub import X` keeps working):
+What lives where (the public names are re-exported here; private helpers stay in their submodule):
 
 - `client`:  talking to the Hub safely: HubSettings/settings(), the HfApi client, retry_policy() and
   with_retries(), hub_error()/hub_errors() (one-line HubError, tokens scrubbed).
@@ -28,20 +28,14 @@ package, patch it in the submodule that uses it (e.g. `ropeconv.hub.sources.sett
 from __future__ import annotations
 
 from ropeconv.errors import HubError, RopeconvError
-from ropeconv.hub.client import (RETRY_STATUS, UNAPPLIED_STATUS, HubSettings, _api, _chain, _connect_errors,
-                                 _login_fix, _scrub, _status, _transient, _transport_errors, _truthy, _unapplied,
-                                 _version, hub_error, hub_errors, retry_policy, settings, with_retries)
-from ropeconv.hub.push import (PUSH_IGNORE, RECORD_NAME, PushPlan, _check_push_args, _commit, check_push_possible,
-                               _commit_description, _commit_message, _drop_copies_already_there, _ensure_repo,
-                               _local_files, _push_report, _QuietNoOpWarning, _record, _refresh_card,
-                               _same_as_blob, _sha256, _source_ref, plan_push, push_folder, resolve_token,
-                               write_permission_problem)
-from ropeconv.hub.sources import (CONFIG_PATTERNS, INDEX_PATTERNS, NEEDS, OTHER_FORMAT_SUFFIXES, PICKLE_SUFFIXES,
-                                  SMALL_FILE_LIMIT, _local_header, _matches, _prefetch_headers, _remember_ref,
-                                  _REPO_RE, _resolve_cached, _snapshot, _source, _storage_folder,
-                                  parse_model_spec, read_safetensors_header, resolve, select_files,
-                                  shard_headers)
 from ropeconv.folder import Source
+from ropeconv.hub.client import (RETRY_STATUS, UNAPPLIED_STATUS, HubSettings, hub_error, hub_errors, retry_policy,
+                                 settings, with_retries)
+from ropeconv.hub.push import (PUSH_IGNORE, RECORD_NAME, PushPlan, check_push_possible, plan_push, push_folder,
+                               resolve_token, write_permission_problem)
+from ropeconv.hub.sources import (CONFIG_PATTERNS, INDEX_PATTERNS, NEEDS, OTHER_FORMAT_SUFFIXES, PICKLE_SUFFIXES,
+                                  SMALL_FILE_LIMIT, parse_model_spec, read_safetensors_header, resolve, select_files,
+                                  shard_headers)
 
 __all__ = [
     # client
@@ -55,12 +49,4 @@ __all__ = [
     "push_folder", "check_push_possible",
     # names the module had before it became a package
     "HubError", "RopeconvError", "Source",
-    # private helpers, re-exported for callers and tests that used them as ropeconv.hub._name
-    "_api", "_chain", "_connect_errors", "_login_fix", "_scrub", "_status", "_transient", "_transport_errors",
-    "_truthy", "_unapplied", "_version",
-    "_REPO_RE", "_local_header", "_matches", "_prefetch_headers", "_remember_ref", "_resolve_cached", "_snapshot",
-    "_source", "_storage_folder",
-    "_check_push_args", "_commit", "_commit_description", "_commit_message", "_drop_copies_already_there",
-    "_ensure_repo", "_local_files", "_push_report", "_QuietNoOpWarning", "_record", "_refresh_card",
-    "_same_as_blob", "_sha256", "_source_ref",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ropeconv.record import RECORD_NAME, read_folder_record_json
+from ropeconv.request import RequestError
 from ropeconv.errors import HubError, RopeconvError
 from ropeconv.hub.client import (HubSettings, _api, _login_fix, _transient, _unapplied, _version, hub_errors,
                                  settings, with_retries)
@@ -25,7 +26,7 @@ PUSH_IGNORE = (".git/*", ".cache/*", "*/.cache/*", ".*.tmp", "*.lock", ".DS_Stor
 def resolve_token(explicit: str | None, cfg: HubSettings) -> str:
     """--token, else HF_TOKEN, else the stored login. The value is only ever handed to the client."""
     if explicit is not None and not explicit.strip():
-        raise RopeconvError("--token is empty", "pass a token, or leave --token out to use HF_TOKEN or your login")
+        raise RequestError("token", "{name} is empty", "pass a token, or leave {name} out to use HF_TOKEN or your login")
     if explicit:
         return explicit.strip()
     from huggingface_hub import get_token
@@ -232,13 +233,13 @@ def _check_push_args(folder: Path, repo_id: str, revision: str | None, create_pr
 
 def _check_destination_args(repo_id: str, revision: str | None, create_pr: bool) -> None:
     if "@" in repo_id:
-        raise RopeconvError(f"the destination {repo_id!r} names a revision", "use --revision BRANCH instead of @")
+        raise RequestError("revision", f"the destination {repo_id!r} names a revision", "use {name} BRANCH instead of @")
     parse_model_spec(repo_id)
     if create_pr and revision not in (None, "main"):
-        raise RopeconvError("--create-pr opens a pull request against main, so it cannot be combined with "
-                            f"--revision {revision}", "drop --revision, or push to the branch without --create-pr")
+        raise RequestError("create_pr", "{name} opens a pull request against main, so it cannot be combined with "
+                           "{name:revision} " f"{revision}", "drop {name:revision}, or push to the branch without {name}")
     if revision is not None and not revision.strip():
-        raise RopeconvError("--revision is empty", "name a branch, or leave --revision out to push to main")
+        raise RequestError("revision", "{name} is empty", "name a branch, or leave {name} out to push to main")
 
 
 def check_push_possible(repo_id: str, *, token: str | None = None, revision: str | None = None,
@@ -388,6 +389,6 @@ def _refresh_card(folder: Path, record: dict, repo_id: str) -> str:
     try:
         write_card(folder, repo_id=repo_id)
     except OSError as exc:
-        raise RopeconvError(f"cannot write {folder / 'README.md'}: {exc.strerror or exc}",
-                            "fix the folder's permissions, or pass --no-card to push README.md as it is") from None
+        raise RequestError("no_card", f"cannot write {folder / 'README.md'}: {exc.strerror or exc}",
+                           "fix the folder's permissions, or pass {name} to push README.md as it is") from None
     return "written"
