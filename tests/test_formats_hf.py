@@ -197,3 +197,33 @@ def test_head_dim_is_written_where_the_class_would_see_none(tiny):
     llama = json.loads((tiny("llama") / "config.json").read_text())
     llama.pop("head_dim", None)
     assert "head_dim" not in plan_config(llama, ConversionRequest.build("yarn", factor=4)).config
+
+
+def test_a_transformers5_tokenizer_class_is_written_for_transformers4_readers(tmp_path):
+    """A folder saved by transformers 5 names its tokenizer `TokenizersBackend`, which transformers 4.x (and
+    llama.cpp's converter, pinned to 4.57.6) cannot load: the output names `PreTrainedTokenizerFast`, keeps
+    every other key, raises model_max_length as before, says so in the report, and leaves the source as it was."""
+    from model_files import snapshot, write_model
+
+    source = write_model(tmp_path / "src", {"model_type": "llama", "max_position_embeddings": 4096,
+                                            "rope_theta": 10000.0, "hidden_size": 64, "num_attention_heads": 4})
+    tokenizer = {"backend": "tokenizers", "model_max_length": 4096, "tokenizer_class": "TokenizersBackend"}
+    (source / "tokenizer_config.json").write_text(json.dumps(tokenizer, indent=2))
+    (source / "tokenizer.json").write_text("{}")
+    before = snapshot(source)
+    report = api.extend(str(source), "yarn", factor=4, output=tmp_path / "out")
+    written = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert written == {**tokenizer, "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 16384}
+    assert report["tokenizer_class"] == "PreTrainedTokenizerFast" and report["tokenizer_model_max_length"] == 16384
+    assert snapshot(source) == before
+
+
+def test_a_tokenizer_class_transformers4_knows_is_not_reported(tmp_path):
+    from model_files import write_model
+
+    source = write_model(tmp_path / "src", {"model_type": "llama", "max_position_embeddings": 4096,
+                                            "rope_theta": 10000.0, "hidden_size": 64, "num_attention_heads": 4})
+    (source / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "LlamaTokenizer", "model_max_length": 99999}))
+    report = api.extend(str(source), "yarn", factor=4, output=tmp_path / "out")
+    assert report["tokenizer_class"] is None and report["tokenizer_model_max_length"] is None
+    assert (tmp_path / "out" / "tokenizer_config.json").read_bytes() == (source / "tokenizer_config.json").read_bytes()

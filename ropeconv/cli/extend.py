@@ -128,6 +128,9 @@ def _print_files(out, report: dict) -> None:
         out.print(f"buffers: {verb} {len(buffers['changed']) or len(buffers['found'])} stored rotary tensors")
     if report.get("tokenizer_model_max_length"):
         out.print(f"tokenizer_config.json: model_max_length → {escape_text(report['tokenizer_model_max_length'])}")
+    if report.get("tokenizer_class"):
+        out.print(f"tokenizer_config.json: tokenizer_class → {escape_text(report['tokenizer_class'])} "
+                  "(the name transformers 4.x readers, llama.cpp's converter among them, load)")
     if report.get("tensors"):
         t = report["tensors"]
         out.print(one_line(f"tensors: {t['copied']} copied byte for byte ({t['bytes_copied'] / 2**20:.0f} MiB)"

@@ -37,6 +37,7 @@ from ropeconv.record import (RECORD_NAME, Base, Record, config_fingerprint, read
                              read_folder_record_json, read_spec_with_record)
 from ropeconv.request import ConversionRequest
 from ropeconv.spec import FULL_ATTENTION, RopeSpec, read_spec
+from ropeconv.tokenizer_files import portable_tokenizer_config
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 
@@ -182,6 +183,7 @@ class FolderPlan:
     pickled_shards: list[str]
     buffers_changed: list[str]
     tokenizer_max_length: int | None = None
+    tokenizer_class: str | None = None  # the class name written for transformers 4.x readers, when renamed
     record: Record | None = field(default=None, repr=False)
 
 
@@ -195,7 +197,8 @@ def plan_folder(folder: Path, config: dict, request: ConversionRequest, earlier:
     conversion = plan_config(config, request, earlier)
     rope = conversion.rope
     json_files: dict[str, dict] = {"config.json": conversion.config}
-    tokenizer = _tokenizer_patch(folder, rope.served_context)
+    source_tokenizer = read_json_object(folder / TOKENIZER_CONFIG)
+    tokenizer = _tokenizer_patch(folder, source_tokenizer, rope.served_context)
     if tokenizer is not None:
         json_files[TOKENIZER_CONFIG] = tokenizer
     rewrites, changed = _buffer_rewrites(buffers, pickled, rope, request.buffers)
@@ -212,16 +215,29 @@ def plan_folder(folder: Path, config: dict, request: ConversionRequest, earlier:
     json_files[RECORD_NAME] = record.to_json()
     return FolderPlan(conversion=conversion, json_files=json_files, rewrites=rewrites, buffers_found=buffers,
                       pickled_shards=pickled, buffers_changed=changed,
-                      tokenizer_max_length=tokenizer["model_max_length"] if tokenizer else None, record=record)
+                      tokenizer_max_length=_changed(tokenizer, source_tokenizer, "model_max_length"),
+                      tokenizer_class=_changed(tokenizer, source_tokenizer, "tokenizer_class"), record=record)
 
 
-def _tokenizer_patch(folder: Path, context: int) -> dict | None:
-    tok = read_json_object(folder / TOKENIZER_CONFIG)
-    limit = tok.get("model_max_length") if tok else None
+def _tokenizer_patch(folder: Path, tok: dict | None, context: int) -> dict | None:
+    """tokenizer_config.json as the output needs it (None: copied as it is): `model_max_length` raised to
+    the served context (tokenizers truncate at it; older vLLM capped the served length), and a class name
+    only transformers 5 knows written as the one transformers 4.x also loads (llama.cpp's converter and
+    4.x-based engines refuse the folder otherwise)."""
+    if not tok:
+        return None
+    patched = portable_tokenizer_config(folder, tok) or dict(tok)
+    limit = patched.get("model_max_length")
     if isinstance(limit, (int, float)) and limit < context:
-        tok["model_max_length"] = context  # tokenizers truncate at it; older vLLM capped the served length
-        return tok
-    return None
+        patched["model_max_length"] = context
+    return patched if patched != tok else None
+
+
+def _changed(patched: dict | None, source: dict | None, key: str):
+    """The patched tokenizer config's new value of `key`, or None where the patch left it as it was."""
+    if patched is None or patched.get(key) == (source or {}).get(key):
+        return None
+    return patched.get(key)
 
 
 def _buffer_rewrites(found: list[Buffer], pickled: list[str], rope: RopePlan,
@@ -367,13 +383,15 @@ def _extend_report(source: Source, folder: Path, dest: Path, files: FolderPlan, 
         **conversion_summary(conversion.rope, conversion.before, conversion.after),
         "config_diff": _diff(folder / "config.json", conversion.config),
         "tokenizer_model_max_length": files.tokenizer_max_length,
+        "tokenizer_class": files.tokenizer_class,  # renamed for transformers 4.x readers, or None
         "buffers": {"mode": request.buffers, "found": [b.to_dict() for b in files.buffers_found],
                     "pickled_shards": files.pickled_shards, "changed": files.buffers_changed},
         "warnings": conversion.rope.warnings,
         # per-engine launch lines and the verified rules of releases that read this output differently
         **extend_section(from_config(conversion.config, conversion.rope.method, conversion.rope.factor,
                                      conversion.rope.original_context, conversion.rope.served_context,
-                                     conversion.before.model_type, conversion.after.theta), str(dest)),
+                                     conversion.before.model_type, conversion.after.theta), str(dest),
+                         source.repo_id or str(source.path)),
         "dry_run": request.dry_run,
     }
 
