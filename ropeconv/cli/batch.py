@@ -8,14 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, console, run
+from ropeconv.cli.common import DEBUG_OPTION, JSON_OPTION, _escape, console, one_line, run
 
 HELP = (
     "Build, probe and push the conversions described by recipe files (TOML; default: recipes/), "
     "skipping every conversion whose source revision, recipe and ropeconv version are unchanged since "
     "its last successful build. All recipes are validated before anything is downloaded.\n\n"
-    "Exit codes: 0 all built or skipped; 1 a probe verdict failed; 2 an invalid recipe or input "
-    "(nothing was run); 3 a Hub error; 4 internal error. With several failures, the largest code."
+    "Exit codes: 0 all built or skipped; 1 a probe verdict failed, or a probe could not run on an output "
+    "already built (not pushed); 2 an invalid recipe or input (nothing was run); 3 a Hub error; 4 internal "
+    "error. With several failures, the largest code."
 )
 
 
@@ -121,7 +122,7 @@ def reporter(as_json: bool):
             shown.close()
 
     err = console(stderr=True)
-    return Reporter(log=lambda line: err.print(line, markup=False),
+    return Reporter(log=lambda line: err.print(one_line(line), markup=False),
                     writing=lambda description: progress(description, enabled=True), probing=probing)
 
 
@@ -138,26 +139,26 @@ def render_list(result: dict) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         scale = f"×{row['factor']:g}" if row.get("factor") else f"→ {row.get('target_context')}"
-        table.add_row(row["name"], row["shard"], f"{row['file']}:{row['line']}", row["source"],
-                      f"{row['method']} {scale}", "yes" if row["probe"] else "—",
-                      (row.get("push_to") or "—") + (" (PR)" if row.get("create_pr") else ""))
+        # cells are rich markup: recipe text (a source, a path) is shown escaped, on one line
+        table.add_row(_escape(row["name"]), _escape(row["shard"]), _escape(f"{row['file']}:{row['line']}"),
+                      _escape(row["source"]), _escape(f"{row['method']} {scale}"), "yes" if row["probe"] else "—",
+                      _escape((row.get("push_to") or "—") + (" (PR)" if row.get("create_pr") else "")))
     console().print(table)
 
 
 def render_report(result: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     out = console()
     rows = result["conversions"]
     if result["dry_run"]:
         for row in rows:
-            out.print(f"[bold]{escape(row['name'])}[/] ({escape(row['file'])}:{row['line']}): "
+            out.print(f"[bold]{_escape(row['name'])}[/] ({_escape(row['file'])}:{row['line']}): "
                       f"[{STATUS_STYLE.get(row['status'], 'white')}]{row['status']}[/]")
             for line in row["explain"]:
-                out.print(f"  {line}", markup=False)
+                out.print(f"  {one_line(line)}", markup=False)
             for warning in row["warnings"]:
-                out.print(f"  [yellow]warning:[/] {escape(warning)}")
+                out.print(f"  [yellow]warning:[/] {_escape(warning)}")
         if rows:
             out.print()
     title = "dry run — nothing was downloaded or written" if result["dry_run"] else "ropeconv batch"
@@ -171,14 +172,14 @@ def render_report(result: dict) -> None:
     for row in rows:
         cells = describe_outcome(row, result["dry_run"])
         style = STATUS_STYLE.get(row["status"], "white")
-        table.add_row(row["name"], f"[{style}]{row['status']}[/]", escape(row["source"]), escape(row["scale"]),
-                      escape(cells["probe"]), escape(cells["push"]), escape(cells["why"]))
+        table.add_row(_escape(row["name"]), f"[{style}]{row['status']}[/]", _escape(row["source"]),
+                      _escape(row["scale"]), _escape(cells["probe"]), _escape(cells["push"]), _escape(cells["why"]))
     out.print(table)
     counts = ", ".join(f"{n} {status}" for status, n in result["counts"].items())
-    out.print(f"{result['selected']} of {result['total']} conversion(s): {counts} "
-              f"({result['seconds']:.1f} s; state: {result['state_file']})", markup=False)
+    out.print(one_line(f"{result['selected']} of {result['total']} conversion(s): {counts} "
+                       f"({result['seconds']:.1f} s; state: {result['state_file']})"), markup=False)
     for warning in result.get("warnings") or []:
-        out.print(f"[yellow]warning:[/] {escape(warning)}")
+        out.print(f"[yellow]warning:[/] {_escape(warning)}")
 
 
 def describe_outcome(outcome: dict, dry_run: bool = False) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from ropeconv.cli.common import _escape, one_line
 from ropeconv.cli.common import console as make_console
 from ropeconv.probe.progress import Estimate, ProbeReporter, ProbeStep, duration, estimate_line
 from ropeconv.probe.verdict import _f
@@ -37,7 +38,7 @@ class RichProbeReporter(ProbeReporter):
     def estimate(self, estimate: Estimate) -> None:
         if not self.enabled:
             return
-        self.console.print(estimate_line(estimate), markup=False)
+        self.console.print(one_line(estimate_line(estimate)), markup=False)
         if estimate.hint:
             self.console.print(f"[yellow]warning:[/] this probe will take about {duration(estimate.seconds)}; "
                                f"{_escape(estimate.hint)}")
@@ -62,8 +63,9 @@ class RichProbeReporter(ProbeReporter):
         task = self._progress.tasks[0]
         self._step_start = task.completed
         self._per_tick = step.estimated_seconds / max(step.ticks, 1)
-        self._progress.update(self._task, description=f"[{step.index}/{step.count}] {step.label} · "
-                                                      f"{step.length} tokens")
+        # the bar's description is rich markup: the label (a folder or repo name) is escaped
+        self._progress.update(self._task, description=_escape(f"[{step.index}/{step.count}] {step.label} · "
+                                                              f"{step.length} tokens"))
 
     def advance(self, ticks: int = 1) -> None:
         if self._progress is not None and self._step is not None:
@@ -79,8 +81,8 @@ class RichProbeReporter(ProbeReporter):
             self._progress = None
 
     def note(self, line: str) -> None:
-        if self.enabled:
-            self.console.print(line, markup=False)
+        if self.enabled:  # labels come from model folders and the Hub: shown escaped, on one line
+            self.console.print(one_line(line), markup=False)
 
     def close(self) -> None:
         if self._progress is not None:
@@ -164,8 +166,3 @@ def render(result: dict, console=None) -> None:
     if result.get("saved"):
         console.print(f"[dim]saved {_escape(result['saved'])}[/]")
 
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(str(text))

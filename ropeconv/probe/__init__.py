@@ -7,34 +7,38 @@ This module imports only light things: torch and transformers load inside the fu
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ropeconv.errors import RopeconvError
-from ropeconv.numbers import parse_tokens
+from ropeconv.numbers import parse_tokens, show, token_problem
+from ropeconv.probe.options import ProbeOptionError
 from ropeconv.probe.progress import (LONG_ESTIMATE_SECONDS, Estimate, ProbeReporter, ProbeStep, TextReporter,
                                      shorten_hint, window_cost)
 from ropeconv.probe.verdict import Thresholds, judge, source_checks
+from ropeconv.redact import redact_json
 
 RESULT_NAME = "probe.json"
 SHORT_LENGTH = 4096
 MIN_LENGTH = 16
 
 __all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESULT_NAME", "ProbeReporter",
-           "TextReporter", "ProbeStep", "Estimate"]
+           "TextReporter", "ProbeStep", "Estimate", "ProbeOptionError", "load_tokenizer", "guarded"]
 
 
 # ---- lengths -------------------------------------------------------------------------------------
 
 def parse_length(item: str) -> int:
     """'4k' -> 4096, '16K' -> 16384, '32768' -> 32768, '1.5k' -> 1536."""
-    value = parse_tokens(item)
-    if value is None or value < MIN_LENGTH:
-        raise RopeconvError(f"{str(item).strip()!r} is not a length in tokens (at least {MIN_LENGTH})",
-                            "use numbers like 4k, 16k or 32768, separated by commas")
-    return value
+    problem = token_problem(item, MIN_LENGTH)
+    if problem is not None:
+        reason = "" if problem.startswith("not ") else f": it is {problem}"
+        raise ProbeOptionError("lengths", f"{{name}} {show(str(item).strip())} is not a length in tokens{reason}",
+                               "use numbers like 4k, 16k or 32768, separated by commas")
+    return parse_tokens(item)
 
 
 def parse_lengths(value: str | int | list | tuple) -> list[int]:
@@ -42,7 +46,7 @@ def parse_lengths(value: str | int | list | tuple) -> list[int]:
     items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else list(value)
     items = [i for i in items if str(i).strip()]
     if not items:
-        raise RopeconvError("no lengths given", "e.g. --lengths 4k,16k,32k")
+        raise ProbeOptionError("lengths", "no lengths given", "e.g. {name} 4k,16k,32k")
     return sorted({parse_length(i) for i in items})
 
 
@@ -78,9 +82,28 @@ def run_probe(model: str | Path, against: str | Path | None = None, lengths: str
     lines on stderr, False/None for silence. Before the long work a short timed warm-up gives an
     estimate of the whole run (`result["estimate"]`), passed to the reporter first.
     """
+    started = time.perf_counter()
+    try:  # every input checked before the first line of progress: a bad one gets one line, nothing else
+        setup = _prepare(model, against, lengths, quick, passkey, device, dtype, text, dataset, thresholds,
+                         original_context, depths, buckets, chunk, save)
+    except OSError as exc:
+        raise _os_problem(exc) from None
+    setup = dataclasses.replace(setup, started=started)
+    reporter = _reporter(progress)
+    try:
+        return _measure_and_judge(setup, reporter)
+    except OSError as exc:
+        raise _os_problem(exc) from None
+    finally:
+        reporter.close()
+
+
+def _prepare(model, against, lengths, quick, passkey, device, dtype, text, dataset, thresholds, original_context,
+             depths, buckets, chunk, save) -> _Setup:
+    """run_probe's inputs checked, without printing anything: models, lengths, text, device, and each
+    model's tokens of the text (which must fit its vocabulary)."""
     from ropeconv.probe import measure, text as texts
 
-    started = time.perf_counter()
     thresholds = thresholds or Thresholds()
     if buckets < 1 or chunk < 1:
         raise RopeconvError("buckets and chunk must be positive", "e.g. 8 buckets, chunks of 1024 positions")
@@ -97,14 +120,50 @@ def run_probe(model: str | Path, against: str | Path | None = None, lengths: str
     device_name = measure.pick_device(device)
     choice = measure.dtype_choice(device_name, dtype)
     torch_dtype = measure.pick_dtype(device_name, choice.dtype)
-    setup = _Setup(target=target, base=base, lengths=wanted, trained=trained, quick=quick and lengths is None,
-                   depths=depth_list, text=source_text, device=device_name, dtype=choice, torch_dtype=torch_dtype,
-                   thresholds=thresholds, buckets=buckets, chunk=chunk, save=save, started=started)
-    reporter = _reporter(progress)
-    try:
-        return _measure_and_judge(setup, reporter)
-    finally:
-        reporter.close()
+    inputs = {role: _model_input(role, info, target, source_text, max(wanted))
+              for role, info in (("against", base), ("model", target)) if info is not None}
+    return _Setup(target=target, base=base, lengths=wanted, trained=trained, quick=quick and lengths is None,
+                  depths=depth_list, text=source_text, device=device_name, dtype=choice, torch_dtype=torch_dtype,
+                  thresholds=thresholds, buckets=buckets, chunk=chunk, save=save, started=0.0, inputs=inputs)
+
+
+@dataclass(frozen=True)
+class _ModelInput:
+    """One model's side of the probe, checked before anything runs: its tokenizer and its tokens of the text."""
+
+    tokenizer: Any
+    ids: list[int]
+
+
+def _model_input(role: str, info: dict, target: dict, source_text, count: int) -> _ModelInput:
+    """The model's files checked (none links out of its folder; weights present), its tokens of the text,
+    and those tokens checked against its vocabulary — an id past the embedding would crash the forward pass."""
+    from ropeconv.folder import model_files
+    from ropeconv.probe import text as texts
+
+    files = model_files(Path(info["path"]))
+    if not any(name.endswith((".safetensors", ".bin")) for name in files):
+        raise RopeconvError(f"{info['label']} has no weights (no *.safetensors or *.bin file in {info['path']})",
+                            "pass a Hugging Face model folder with config.json and its weights")
+    tokenizer = load_tokenizer(Path(info["path"]))
+    ids = texts.tokenize(tokenizer, source_text, count)
+    vocab = info["vocab_size"]
+    if vocab is not None and ids and max(ids) >= vocab:
+        who = f"BASE {info['label']}" if role == "against" else f"MODEL {info['label']}"
+        other = target["vocab_size"] if role == "against" else None
+        than = f", smaller than MODEL's ({other})" if other is not None and other > vocab else ""
+        raise RopeconvError(f"{who} has a vocabulary of {vocab} tokens{than}, but its tokenizer makes token "
+                            f"{max(ids)} of the text: that model's files do not fit together",
+                            "compare against the model MODEL was made from (the same vocabulary)" if role == "against"
+                            else "use a folder whose tokenizer matches its config.json (vocab_size)")
+    return _ModelInput(tokenizer=tokenizer, ids=ids)
+
+
+def _os_problem(exc: OSError) -> RopeconvError:
+    """An OS error on a file the probe was given or reads (a name too long, a folder it may not read)."""
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    return RopeconvError(f"cannot read{where}: {exc.strerror or type(exc).__name__}",
+                         "check the paths given to the probe and their permissions")
 
 
 @dataclass(frozen=True)
@@ -126,6 +185,7 @@ class _Setup:
     chunk: int
     save: bool
     started: float  # time.perf_counter() at the start
+    inputs: dict  # role ("against", "model") -> _ModelInput
 
 
 def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
@@ -146,23 +206,24 @@ def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
     timer = _Timer([(role, n) for role, _ in roles for n in windows[role]], quick_windows, quick, chunk)
     for role, info in roles:
         label = f"{'before' if role == 'against' else 'after' if base else 'model'}: {info['label']}"
-        tokenizer = _load_tokenizer(info["path"])
-        ids = texts.tokenize(tokenizer, source_text, max(wanted))
+        tokenizer, ids = setup.inputs[role].tokenizer, setup.inputs[role].ids
         token_info[role] = texts.token_fingerprint(ids)
-        reporter.note(f"loading {label}")
         t0 = time.perf_counter()
         loaded = measure.load_model(info["path"], device_name, setup.torch_dtype)
+        # said once loaded, not before: a model that does not load gets its one error line and nothing else
+        reporter.note(f"loaded {label} ({time.perf_counter() - t0:.0f} s)")
         try:
             if timer.estimate is None:
-                timer.warm_up(loaded, ids, time.perf_counter() - t0, device_name)
+                _measuring(lambda: timer.warm_up(loaded, ids, time.perf_counter() - t0, device_name),
+                           f"the warm-up of {label}", device_name)
                 reporter.estimate(timer.estimate)
             for window in windows[role]:
                 step = timer.step(role, label, window, measure.steps_for(loaded, window, chunk))
                 reporter.begin(step)
                 t0 = time.perf_counter()
-                losses = _guarded(lambda: measure.token_losses(loaded, ids[:window], chunk=chunk,
-                                                               advance=reporter.advance),
-                                  f"measuring {window} tokens", device_name)
+                losses = _measuring(lambda: measure.token_losses(loaded, ids[:window], chunk=chunk,
+                                                                 advance=reporter.advance),
+                                    f"measuring {window} tokens of {label}", device_name)
                 seconds = round(time.perf_counter() - t0, 2)
                 timer.measured(window, seconds)
                 for run in runs:  # this window's own length, and the shorter ones it is the prefix of
@@ -181,9 +242,9 @@ def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
                 from ropeconv.probe.passkey import run_passkey
 
                 reporter.note(f"{label} · passkey at {len(wanted) * len(depth_list)} prompts")
-                passkey_result = _guarded(lambda: run_passkey(loaded, tokenizer, wanted, depth_list,
-                                                              reporter.advance),
-                                          "running the passkey test", device_name)
+                passkey_result = _measuring(lambda: run_passkey(loaded, tokenizer, wanted, depth_list,
+                                                                reporter.advance),
+                                            "running the passkey test", device_name)
         finally:
             loaded = None  # drop the weights before the next model loads
             measure.release_memory(device_name)
@@ -223,7 +284,7 @@ def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
                           f"than its source also passes it: compare with --against {source}")
     if setup.save and target["is_ropeconv_output"]:
         result["saved"] = _save(Path(target["path"]) / RESULT_NAME, result, warnings)
-    return result
+    return redact_json(result)  # a dataset or model named by a URL with a password prints and saves masked
 
 
 # RoPE that depends on the length of the forward pass: transformers recomputes dynamic NTK's θ from
@@ -322,6 +383,7 @@ def _describe(model: str | Path, original_context: int | None) -> dict:
     label = source.repo_id or folder.name or str(folder)
     return {
         "path": folder, "label": label, "original_context": spec.original_context,
+        "vocab_size": _vocab_size(config),
         "served_context": spec.served_context(),
         # Only local folders get probe.json: a Hub repo's files live in the shared download cache.
         "is_ropeconv_output": source.kind == "local" and recorded is not None,
@@ -341,7 +403,19 @@ def _recorded_source(source: dict) -> str | None:
     return path if source.get("repo_id") or Path(path).is_dir() else None
 
 
-def _load_tokenizer(path: Path):
+def _vocab_size(config: dict) -> int | None:
+    """config.json's vocab_size (a multimodal model's text_config's), None where absent or not a count."""
+    from ropeconv.numbers import parse_tokens
+
+    text_config = config.get("text_config")
+    value = config.get("vocab_size")
+    if value is None and isinstance(text_config, dict):
+        value = text_config.get("vocab_size")
+    return parse_tokens(value) if isinstance(value, int) else None
+
+
+def load_tokenizer(path: Path):
+    """The tokenizer of a model folder (transformers' AutoTokenizer), or a one-line error."""
     from transformers import AutoTokenizer
 
     from ropeconv.probe.measure import first_line, quiet_transformers
@@ -354,7 +428,7 @@ def _load_tokenizer(path: Path):
                                 "the model folder needs its tokenizer files (tokenizer.json or similar)") from None
 
 
-def _guarded(body, what: str, device: str):
+def guarded(body, what: str, device: str):
     """Run a measurement; an out-of-memory becomes a one-line error with what to change."""
     from ropeconv.probe import measure
 
@@ -366,6 +440,24 @@ def _guarded(body, what: str, device: str):
         if measure.is_out_of_memory(exc):
             raise measure.out_of_memory_error(what, device) from None
         raise
+
+
+def _measuring(body, what: str, device: str):
+    """`guarded`, and what torch raises on a model whose files do not fit together (an index past the
+    embedding, shapes that disagree) as one line instead of an internal error."""
+    from ropeconv.probe.measure import first_line
+
+    try:
+        return guarded(body, what, device)
+    except (RuntimeError, IndexError, ValueError) as exc:
+        raise RopeconvError(f"{what} failed: {type(exc).__name__}: {first_line(exc)}",
+                            "the model's files (config.json, weights, tokenizer) may not fit together; "
+                            "rerun with --debug for the traceback") from None
+
+
+# The names tune imported before they were public. TODO(lead): remove alias
+_load_tokenizer = load_tokenizer
+_guarded = guarded  # TODO(lead): remove alias
 
 
 def _method_note(trained: int, buckets: int, chunk: int) -> dict:
@@ -390,9 +482,12 @@ def _save(path: Path, result: dict, warnings: list[str]) -> str | None:
     from ropeconv.output import write_json_atomic
 
     try:
-        write_json_atomic(path, result)
+        write_json_atomic(path, redact_json(result))
     except RopeconvError as exc:
         warnings.append(f"could not save {path.name}: {exc.line()}")
+        return None
+    except OSError as exc:  # e.g. a read-only mount, where even removing the temporary file fails
+        warnings.append(f"could not save {path.name} in {path.parent}: {exc.strerror or type(exc).__name__}")
         return None
     return str(path)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ropeconv.errors import RopeconvError
+from ropeconv.probe.options import ProbeOptionError
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -31,17 +32,18 @@ def pick_device(requested: str = "auto") -> str:
     if requested not in DEVICES:
         from ropeconv.errors import did_you_mean
 
-        raise RopeconvError(f"--device {requested!r} is not one of {', '.join(DEVICES)}{did_you_mean(requested, DEVICES)}",
-                            "use auto, cuda, mps or cpu")
+        raise ProbeOptionError("device", f"{{name}} {requested!r} is not one of {', '.join(DEVICES)}"
+                                         f"{did_you_mean(requested, DEVICES)}", "use auto, cuda, mps or cpu")
     has_cuda = torch.cuda.is_available()
     has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if requested == "auto":
         return "cuda" if has_cuda else "mps" if has_mps else "cpu"
     if requested == "cuda" and not has_cuda:
-        raise RopeconvError("--device cuda was asked for, but torch sees no CUDA GPU",
-                            "use --device auto or cpu (or install a CUDA build of torch)")
+        raise ProbeOptionError("device", "{name} cuda was asked for, but torch sees no CUDA GPU",
+                               "use {name} auto or cpu (or install a CUDA build of torch)")
     if requested == "mps" and not has_mps:
-        raise RopeconvError("--device mps was asked for, but it is not available here", "use --device auto or cpu")
+        raise ProbeOptionError("device", "{name} mps was asked for, but it is not available here",
+                               "use {name} auto or cpu")
     return requested
 
 
@@ -93,8 +95,8 @@ def dtype_choice(device: str, requested: str = "auto") -> DtypeChoice:
     if requested not in DTYPES:
         from ropeconv.errors import did_you_mean
 
-        raise RopeconvError(f"--dtype {requested!r} is not one of {', '.join(DTYPES)}{did_you_mean(requested, DTYPES)}",
-                            "use auto, bfloat16, float16 or float32")
+        raise ProbeOptionError("dtype", f"{{name}} {requested!r} is not one of {', '.join(DTYPES)}"
+                                        f"{did_you_mean(requested, DTYPES)}", "use auto, bfloat16, float16 or float32")
     if requested != "auto":
         return DtypeChoice(requested, "asked for with --dtype")
     if device == "cuda":
@@ -137,7 +139,7 @@ def load_model(path: Path, device: str, dtype) -> object:
     (spread over every visible GPU by accelerate when it does not fit on one)."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict = {"dtype": dtype}
+    kwargs: dict = {"dtype": dtype, "output_loading_info": True}
     if device == "cuda":
         kwargs["device_map"] = "auto"
     elif device == "mps":
@@ -145,11 +147,11 @@ def load_model(path: Path, device: str, dtype) -> object:
     with quiet_transformers():
         try:
             try:
-                model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **kwargs)
+                model, info = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **kwargs)
             except ValueError as exc:  # an architecture without SDPA support: its default attention
                 if "sdpa" not in str(exc).lower():
                     raise
-                model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+                model, info = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         except RopeconvError:
             raise
         except Exception as exc:  # whatever the loader raises, the user gets one line
@@ -157,6 +159,11 @@ def load_model(path: Path, device: str, dtype) -> object:
                 raise out_of_memory_error(f"loading {path}", device) from None
             raise RopeconvError(f"cannot load {path} as a causal language model: {first_line(exc)}",
                                 "pass a Hugging Face model folder with config.json and its weights") from None
+    # transformers fills tensors the weights lack with random values: probing that would judge noise
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        raise RopeconvError(f"the weights in {path} lack {len(missing)} of the model's tensors (e.g. {missing[0]})",
+                            "the weight files are incomplete or belong to another model: pass the complete folder")
     model.eval()
     return model
 
@@ -322,8 +329,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def out_of_memory_error(what: str, device: str) -> RopeconvError:
-    return RopeconvError(f"out of memory while {what} on {device}",
-                         "lower --lengths, or use a bigger device (--device cuda with more GPU memory)")
+    return ProbeOptionError("lengths", f"out of memory while {what} on {device}",
+                            "lower {name}, or use a bigger device ({name:device} cuda with more GPU memory)")
 
 
 def release_memory(device: str) -> None:

@@ -12,7 +12,7 @@ import random
 import re
 from typing import Callable
 
-from ropeconv.errors import RopeconvError
+from ropeconv.probe.options import ProbeOptionError
 
 INTRO = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. "
          "I will quiz you about the important information there.\n")
@@ -35,11 +35,11 @@ def parse_depths(value: str | list | tuple | None) -> tuple[float, ...]:
         except ValueError:
             depth = -1.0
         if not 0.0 <= depth <= 1.0:
-            raise RopeconvError(f"passkey depth {str(item).strip()!r} is not between 0 and 1",
-                                "use fractions like 0.1,0.5,0.9 (or percentages like 10%,50%)")
+            raise ProbeOptionError("depths", f"passkey depth {str(item).strip()!r} is not between 0 and 1",
+                                   "use fractions like 0.1,0.5,0.9 (or percentages like 10%,50%)")
         depths.append(depth)
     if not depths:
-        raise RopeconvError("no passkey depths given", "e.g. --depths 0.1,0.5,0.9")
+        raise ProbeOptionError("depths", "no passkey depths given", "e.g. {name} 0.1,0.5,0.9")
     return tuple(sorted(set(depths)))
 
 
@@ -65,8 +65,8 @@ def build_prompt(tokenizer, length: int, depth: float, key: int) -> list[int]:
         if len(ids) <= length:
             return list(ids)
         if repeats == 0:
-            raise RopeconvError(f"a passkey prompt needs more than {length} tokens",
-                                "probe longer lengths (at least a few hundred tokens)")
+            raise ProbeOptionError("lengths", f"a passkey prompt needs more than {length} tokens",
+                                   "probe longer {name} (at least a few hundred tokens)")
         repeats -= max(1, (len(ids) - length) // unit)
 
 

@@ -15,7 +15,8 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ropeconv.errors import RopeconvError
+from ropeconv.probe.options import ProbeOptionError
+from ropeconv.redact import redact
 
 # Plain-file modules present (as .py files) in CPython 3.10 through 3.14, in sorted order.
 STDLIB_MODULES = (
@@ -56,8 +57,8 @@ def stdlib_text() -> Text:
         parts.append(f"# ===== {module}.py =====\n" + path.read_text(encoding="utf-8"))
         used.append(module)
     if not parts:
-        raise RopeconvError("this Python has no standard-library source files to use as the default text",
-                            "pass --text FILE (any long UTF-8 text)")
+        raise ProbeOptionError("text", "this Python has no standard-library source files to use as the default text",
+                               "pass {name} FILE (any long UTF-8 text)")
     import platform
 
     name = f"Python {platform.python_version()} standard-library source ({len(used)} modules)"
@@ -73,21 +74,34 @@ def _module_file(module: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def text_file_problem(path: Path) -> str | None:
+    """Why `path` cannot be read as a probe text, as a phrase after the path ("does not exist", "is not a
+    file"), or None. The one rule for `--text` and a recipe's probe text: a device (/dev/zero), a fifo
+    or a folder is "not a file" (reading one would never end, or fail), not "missing"."""
+    try:
+        if not path.exists():
+            return "does not exist"
+        if not path.is_file():
+            return "is not a file (a folder, a device or a pipe)"
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"cannot be looked up ({exc.strerror or type(exc).__name__})"
+    return None
+
+
 def file_text(path: str | Path) -> Text:
     file = Path(path).expanduser()
-    if not file.exists():
-        raise RopeconvError(f"text file {file} does not exist", "pass an existing UTF-8 file to --text")
-    if not file.is_file():
-        raise RopeconvError(f"{file} is not a file", "pass a UTF-8 text file to --text")
+    problem = text_file_problem(file)
+    if problem is not None:
+        raise ProbeOptionError("text", f"text file {file} {problem}", "pass an existing UTF-8 text file to {name}")
     try:
         content = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise RopeconvError(f"{file} is not UTF-8 text (bad byte at offset {exc.start})",
-                            "convert it to UTF-8 or pass another --text file") from None
+        raise ProbeOptionError("text", f"{file} is not UTF-8 text (bad byte at offset {exc.start})",
+                               "convert it to UTF-8 or pass another {name} file") from None
     except OSError as exc:
-        raise RopeconvError(f"cannot read {file}: {exc.strerror or exc}", "check the file") from None
+        raise ProbeOptionError("text", f"cannot read {file}: {exc.strerror or exc}", "check the file") from None
     if not content.strip():
-        raise RopeconvError(f"{file} is empty", "pass a long UTF-8 text file to --text")
+        raise ProbeOptionError("text", f"{file} is empty", "pass a long UTF-8 text file to {name}")
     return Text(content, "file", str(file))
 
 
@@ -95,8 +109,8 @@ def parse_dataset(spec: str) -> tuple[str, str | None, str]:
     """NAME[:config[:split]] -> (name, config, split)."""
     parts = spec.split(":")
     if not parts[0] or len(parts) > 3:
-        raise RopeconvError(f"--dataset {spec!r} is not NAME[:config[:split]]",
-                            "e.g. --dataset emozilla/pg19-test or --dataset wikitext:wikitext-103-raw-v1:test")
+        raise ProbeOptionError("dataset", f"{{name}} {redact(spec)!r} is not NAME[:config[:split]]",
+                               "e.g. {name} emozilla/pg19-test or {name} wikitext:wikitext-103-raw-v1:test")
     name = parts[0]
     config = parts[1] if len(parts) > 1 and parts[1] else None
     split = parts[2] if len(parts) > 2 and parts[2] else DEFAULT_SPLIT
@@ -107,33 +121,35 @@ def dataset_text(spec: str, min_chars: int) -> Text:
     """The dataset's text rows joined (blank line between them) until there is `min_chars` of text."""
     name, config, split = parse_dataset(spec)
     if importlib.util.find_spec("datasets") is None:
-        raise RopeconvError("--dataset needs the 'datasets' library",
-                            "run: pip install datasets (or pip install 'ropeconv[datasets]'), or use --text FILE")
+        raise ProbeOptionError("dataset", "{name} needs the 'datasets' library",
+                               "run: pip install datasets (or pip install 'ropeconv[datasets]'), or use {name:text} FILE")
     import datasets
 
     try:
         rows = datasets.load_dataset(name, config, split=split, streaming=True)
     except Exception as exc:  # network, unknown name, bad config: all one-line user errors
-        raise RopeconvError(f"cannot load dataset {spec!r}: {_first_line(exc)}",
-                            "check the name, config and split (or use --text FILE offline)") from None
+        # a dataset named by a URL may carry a password, and the loader's message may quote it
+        raise ProbeOptionError("dataset", f"cannot load dataset {redact(spec)!r}: {redact(_first_line(exc))}",
+                               "check the name, config and split (or use {name:text} FILE offline)") from None
     parts, size, column = [], 0, None
     for row in rows:
         column = column or next((k for k, v in row.items() if isinstance(v, str)), None)
         if column is None:
-            raise RopeconvError(f"dataset {spec!r} has no text column", "pick a text dataset or use --text FILE")
+            raise ProbeOptionError("dataset", f"dataset {redact(spec)!r} has no text column",
+                                   "pick a text dataset or use {name:text} FILE")
         parts.append(row[column])
         size += len(row[column])
         if size >= min_chars:
             break
     if not parts:
-        raise RopeconvError(f"dataset {spec!r} split {split!r} is empty", "pick another split")
+        raise ProbeOptionError("dataset", f"dataset {redact(spec)!r} split {split!r} is empty", "pick another split")
     return Text("\n\n".join(parts), "dataset", f"{name}:{config or ''}:{split}",
                 {"column": column, "rows": len(parts)})
 
 
 def load_text(text: str | Path | None = None, dataset: str | None = None, *, min_tokens: int = 0) -> Text:
     if text is not None and dataset is not None:
-        raise RopeconvError("--text and --dataset were both given", "pass only one of them")
+        raise ProbeOptionError("dataset", "{name:text} and {name} were both given", "pass only one of them")
     if text is not None:
         return file_text(text)
     if dataset is not None:
@@ -157,8 +173,8 @@ def tokenize(tokenizer, text: Text, count: int) -> list[int]:
             break
         chars *= 2
     if len(ids) < count:
-        raise RopeconvError(f"the text has {len(ids)} tokens, fewer than the {count} asked for",
-                            "pass a longer --text or lower --lengths")
+        raise ProbeOptionError("lengths", f"the text has {len(ids)} tokens, fewer than the {count} asked for",
+                               "pass a longer {name:text} or lower {name}")
     return list(ids[:count])
 
 

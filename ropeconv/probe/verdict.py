@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ropeconv.errors import RopeconvError
+from ropeconv.probe.options import ProbeOptionError
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,11 @@ class Thresholds:
         short = base.max_short_ratio if max_short_ratio is None else float(max_short_ratio)
         beyond = base.max_beyond_ratio if max_beyond_ratio is None else float(max_beyond_ratio)
         if not short >= 1.0 or not beyond >= 1.0:
-            raise RopeconvError("perplexity-ratio thresholds must be numbers ≥ 1",
-                                "e.g. --max-short-ratio 1.25 --max-beyond-ratio 1.5")
+            raise ProbeOptionError("max_short_ratio" if not short >= 1.0 else "max_beyond_ratio",
+                                   "perplexity-ratio thresholds must be numbers ≥ 1",
+                                   "e.g. {name:max_short_ratio} 1.25 {name:max_beyond_ratio} 1.5")
         if min_passkey_accuracy is not None and not 0.0 <= float(min_passkey_accuracy) <= 1.0:
-            raise RopeconvError("--min-passkey-accuracy must be between 0 and 1", "e.g. --min-passkey-accuracy 0.8")
+            raise ProbeOptionError("min_passkey_accuracy", "{name} must be between 0 and 1", "e.g. {name} 0.8")
         return cls(short, beyond, None if min_passkey_accuracy is None else float(min_passkey_accuracy))
 
 

@@ -57,9 +57,20 @@ def recipe_switch(field_name: str) -> str:
     return f"set {field_name} = true"
 
 
+def probe_key(option: str) -> str:
+    """How a recipe spells a probe option: its key in the probe table, `probe.lengths` (valid TOML for
+    `lengths` under [conversion.probe]); L0 is the conversion's own `original_context`."""
+    return option if option == "original_context" else f"probe.{option}"
+
+
 def recipe_words(exc: RopeconvError) -> str:
     """A library error as a recipe shows it: an error about a request field (a RequestError) is
-    worded with the recipe's keys; any other error is about no recipe key and keeps its words."""
+    worded with the recipe's keys, a probe option (a ProbeOptionError) with the probe table's;
+    any other error is about no recipe key and keeps its words."""
+    from ropeconv.probe.options import ProbeOptionError
+
+    if isinstance(exc, ProbeOptionError):
+        return exc.worded(probe_key, lambda option: f"set {probe_key(option)} = true").line()
     if isinstance(exc, RequestError):
         return exc.worded(recipe_key, recipe_switch).line()
     return exc.line()

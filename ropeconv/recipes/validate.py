@@ -36,6 +36,7 @@ a longrope factor file, a probe text file) are relative to the recipe file's fol
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,12 @@ except ImportError:  # pragma: no cover - Python 3.10 (pip install tomli)
 
 from ropeconv.errors import RopeconvError, did_you_mean
 from ropeconv.methods import PARAMS, ParamError, get_method, validate_params
-from ropeconv.numbers import parse_tokens
+from ropeconv.numbers import parse_tokens, show, token_problem
 from ropeconv.recipes.hashing import _probe_fingerprint, recipe_hash
 from ropeconv.recipes.lines import key_lines, line_of
 from ropeconv.recipes.model import Conversion, ProbeSettings
-from ropeconv.recipes.problems import Problem, RecipeError, display_path, recipe_words
+from ropeconv.probe.options import ProbeOptionError
+from ropeconv.recipes.problems import Problem, RecipeError, display_path, probe_key, recipe_words
 from ropeconv.request import (BUFFER_MODES, ConversionRequest, RequestError, parse_factor, parse_factor_list,
                               parse_token_field)
 
@@ -84,6 +86,13 @@ ALIASES = {
     "out": "output", "output_dir": "output", "pr": "create_pr", "pull_request": "create_pr",
     "conversions": "conversion", "recipe": "conversion", "recipes": "conversion", "default": "defaults",
     "threshold": "max_beyond_ratio", "length": "lengths",
+}
+# Keys people write for what recipes do not do: said plainly, never a did-you-mean that would turn
+# `tune = true` into `truncate = true` (a valid recipe that tunes nothing).
+NOT_IN_RECIPES = {
+    "tune": "recipes do not tune — remove it; to search the scaling that measures best, run "
+            "`ropeconv tune MODEL --target-context N` and write the parameters it reports into the recipe",
+    "finetune": "recipes do not fine-tune — remove it; fine-tune the output with `ropeconv finetune`",
 }
 KIND_WORDS = {"str": "a string", "bool": "true or false", "int": "a whole number", "number": "a number"}
 KIND_EXAMPLES = {"str": '"…"', "bool": "true", "int": "8192", "number": "4.0"}
@@ -214,6 +223,8 @@ def _unknown(key: str, choices, where: str, fix: str | None = None) -> str:
                 "— rename it")
     if key == "token":
         return "a Hub token never goes in a recipe — remove it and set HF_TOKEN (e.g. from CI secrets)"
+    if key.lower() in NOT_IN_RECIPES:
+        return f"unknown key '{key}' {where}: {NOT_IN_RECIPES[key.lower()]}"
     alias = ALIASES.get(key.lower())
     hint = f" (did you mean '{alias}'?)" if alias in choices else did_you_mean(key, choices)
     return f"unknown key '{key}' {where}{hint} — " + (fix or ("rename it" if hint else "remove it (the README's "
@@ -438,7 +449,11 @@ def _scale(merged: dict, check: _Checker) -> tuple[float | None, int | None, int
             check.add("factor", recipe_words(exc))
     if target is not None:
         target_value = parse_target_context(target)
-        if target_value is None:
+        problem = token_problem(target) if target_value is None and not isinstance(target, bool) else None
+        if problem is not None and not problem.startswith("not "):  # a number past a bound: say the bound
+            check.add("target_context", f"target_context {show(target)} is {problem} — e.g. target_context = "
+                                        "131072 or \"128k\"")
+        elif target_value is None:
             check.add("target_context", f"target_context must be a whole number of tokens, not {_describe(target)} "
                                         "— e.g. target_context = 131072 or \"128k\"")
     if original is not None and check.typed("original_context", original, "int"):
@@ -546,8 +561,8 @@ def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
                 continue
             try:
                 settings.lengths = parse_lengths(item)
-            except RopeconvError as exc:
-                check.add(where, f"probe lengths: {exc.problem} — e.g. lengths = \"4k,16k,32k\"")
+            except ProbeOptionError as exc:  # worded with the probe table's key: probe.lengths
+                check.add(where, f"{exc.worded(probe_key).problem} — e.g. lengths = \"4k,16k,32k\"")
         elif kind == "depths":
             from ropeconv.probe.passkey import parse_depths
 
@@ -561,11 +576,7 @@ def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
                 check.add(where, f"probe depths: {exc.problem} — e.g. depths = \"0.1,0.5,0.9\"")
         elif check.typed(where, item, kind):
             if key == "text":
-                path = _path(base_dir, item)
-                if not path.is_file():
-                    check.add(where, f"probe text file {display_path(path)} does not exist — fix the path (paths are "
-                                     "relative to the recipe file)")
-                settings.text = path
+                settings.text = _probe_text(item, check, base_dir)
             elif key == "device":
                 from ropeconv.probe.measure import DEVICES
 
@@ -603,6 +614,36 @@ def _probe(value: Any, check: _Checker, base_dir: Path) -> ProbeSettings | None:
             check.add(("probe", "min_passkey_accuracy"), "min_passkey_accuracy must be between 0 and 1 — e.g. "
                                                          "min_passkey_accuracy = 0.8")
     return settings
+
+
+def _probe_text(text: str, check: _Checker, base_dir: Path) -> Path:
+    """The probe text a recipe names: `--text`'s rule (`text_file_problem`: a device such as /dev/zero is
+    "not a file"), and a path written relative to the recipe must not leave its folder through a link."""
+    from ropeconv.probe.text import text_file_problem
+
+    where = ("probe", "text")
+    path = _path(base_dir, text)
+    if any(ord(c) < 32 for c in text):
+        check.add(where, f"probe text {show(text)} holds control characters — name a plain file")
+        return path
+    problem = text_file_problem(path)
+    if problem is not None:
+        check.add(where, f"probe text file {display_path(path)} {problem} — name a UTF-8 text file (paths are "
+                         "relative to the recipe file)")
+    elif not Path(text).expanduser().is_absolute() and _leaves_through_link(path, base_dir):
+        check.add(where, f"probe text file {display_path(path)} is a link to {path.resolve()}, outside the recipe's "
+                         "folder; ropeconv does not follow links out of it — put the file itself there, or "
+                         "write its real path")
+    return path
+
+
+def _leaves_through_link(path: Path, folder: Path) -> bool:
+    """True when a link on the way to `path` (the file, or a folder) leads out of `folder`. A path that
+    reaches outside only as written (`../texts/a.txt`, no link followed) is the recipe's own choice."""
+    real_folder = folder.resolve()
+    real = path.resolve()
+    as_written = Path(os.path.normpath(real_folder / os.path.relpath(path.absolute(), folder.absolute())))
+    return real != as_written and not (real == real_folder or real_folder in real.parents)
 
 
 def _push(merged: dict, check: _Checker, flags: dict) -> tuple[str | None, str | None]:
