@@ -85,7 +85,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise _os_error(exc, path) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only mount the clean-up fails too: the first error is the one to say
+            tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, obj: dict, indent: int | None = 2) -> None:

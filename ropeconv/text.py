@@ -18,3 +18,9 @@ def is_control(ch: str) -> bool:
 def escaped_char(ch: str) -> str:
     """A control character as a Python-style escape (\\n, \\x1b, \\u2028)."""
     return ch.encode("unicode_escape").decode("ascii")
+
+
+def one_line(text) -> str:
+    """`text` on one line: newlines and other control characters (from a path, a value or a server
+    message) shown escaped, so nothing a user or a file supplies can forge a second line."""
+    return "".join(escaped_char(ch) if is_control(ch) else ch for ch in str(text))

@@ -126,3 +126,15 @@ def test_help_shows_the_revision_syntax(command):
     # rich markup would eat an unescaped "[@revision]"
     result = ropeconv(command, "--help")
     assert result.returncode == 0 and "org/name[@revision]" in result.stdout
+
+
+def test_extend_probe_that_cannot_run_says_the_output_was_written(tmp_path):
+    """`extend --probe` on a model the probe cannot read (no tokenizer): the output exists, so the exit is not 2
+    ("nothing was written") but 1, and the one line says what was written."""
+    source = build_tiny("llama", tmp_path / "src")
+    out = tmp_path / "out"
+    proc = ropeconv("extend", str(source), "-m", "yarn", "-f", "2", "-o", str(out), "--probe")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"wrote {out}" in errors[0] and "probe could not run" in errors[0]
+    assert (out / "config.json").is_file()

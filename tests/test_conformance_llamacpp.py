@@ -213,3 +213,22 @@ def holds(rule, method: str, direct: dict | None, converted: dict, case, base_co
             assert direct["rope.scaling.type"] == method, direct
     else:
         raise AssertionError(f"no check written for the rule {rule.computes!r}")
+
+
+def test_converter_reads_the_demo_folder_and_its_extension_as_written(smol, tmp_path):
+    """The README's own model takes the llama.cpp path: llama.cpp's converter (transformers 4.57.6) reads the
+    demo folder and ropeconv's extension of it as they are. The control, the same folder with the class name
+    transformers 5 saves, is refused by the converter — so this test can fail."""
+    import json
+    import shutil
+
+    assert json.loads((smol / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+    rope_metadata(convert(smol, tmp_path / "demo.gguf"))
+    extended = tmp_path / "yarn"
+    api.extend(str(smol), "yarn", factor=FACTOR, output=extended)
+    assert rope_metadata(convert(extended, tmp_path / "yarn.gguf"))["rope.scaling.type"] == "yarn"
+    control = Path(shutil.copytree(smol, tmp_path / "control"))
+    config = json.loads((control / "tokenizer_config.json").read_text())
+    (control / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "TokenizersBackend"}))
+    with pytest.raises(RuntimeError, match="TokenizersBackend"):
+        convert(control, tmp_path / "control.gguf")

@@ -727,3 +727,15 @@ def test_probe_helpers_tune_uses_are_public():
 
     assert probe.load_tokenizer is probe._load_tokenizer and probe.guarded is probe._guarded  # aliases, for now
     assert {"load_tokenizer", "guarded"} <= set(probe.__all__)
+
+
+def test_text_reporter_lines_cannot_be_forged():
+    """The library's plain-line reporter (progress=True) escapes what it prints: a label from a path or a model
+    file holding a newline and ESC stays one line without a raw escape."""
+    import io
+
+    from ropeconv.probe.progress import TextReporter
+
+    stream = io.StringIO()
+    TextReporter(stream).note("loaded model: evil\nerror: forged \x1b[31mred")
+    assert stream.getvalue().count("\n") == 1 and "\x1b" not in stream.getvalue()

@@ -138,9 +138,9 @@ def print_serve_commands(out, lines) -> None:
 def one_line(text: str) -> str:
     """`text` on one line: newlines and other control characters (from a path, a value or a server
     message) are shown escaped, so nothing a user or file supplies can forge a second `error:` line."""
-    from ropeconv.text import escaped_char, is_control
+    from ropeconv import text as untrusted
 
-    return "".join(escaped_char(ch) if is_control(ch) else ch for ch in str(text))
+    return untrusted.one_line(text)
 
 
 def usage_error_line(exc, args: list[str] | None = None) -> str:

@@ -10,6 +10,7 @@ from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_
                                  PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, escape_text, one_line,
                                  print_serve_commands, progress, push_output, run, serve_lines, unique)
 from ropeconv.cli.params import MethodOptions, with_method_options
+from ropeconv.errors import EXIT_FAILED, RopeconvError
 
 BUFFERS_HELP = (
     "Stored rotary buffers (inv_freq, cos/sin caches) found in the weights: "
@@ -62,8 +63,12 @@ def extend_command(
             from ropeconv.cli.probe import probe_progress
             from ropeconv.probe import run_probe
 
-            report["probe"] = run_probe(report["output"], against=report["source"]["path"], quick=True,
-                                        progress=probe_progress(enabled=not as_json))
+            try:
+                report["probe"] = run_probe(report["output"], against=report["source"]["path"], quick=True,
+                                            progress=probe_progress(enabled=not as_json))
+            except RopeconvError as exc:  # the output exists: exit 2 ("nothing written") would be untrue
+                raise RopeconvError(f"wrote {report['output']}, but its probe could not run: {exc.problem}",
+                                    exc.fix, exit_code=EXIT_FAILED) from None
         if not dry_run and push_to:
             report["push"] = push_output(report["output"], push_to, as_json=as_json, private=private,
                                          revision=revision, create_pr=create_pr, commit_message=commit_message,

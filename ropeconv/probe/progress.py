@@ -121,7 +121,9 @@ class TextReporter(ProbeReporter):
         self.note(line)
 
     def note(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        from ropeconv.text import one_line
+
+        print(one_line(line), file=self.stream, flush=True)  # labels hold paths and names from model files
 
 
 def estimate_line(estimate: Estimate) -> str:

@@ -5,9 +5,8 @@ The source is SmolLM2-135M-Instruct (real weights, tokenizer and config, trained
 first two layers: the converter's rope handling only looks at config.json, and two layers convert in
 seconds instead of a minute. Nothing of ropeconv is used to read the results.
 
-The converter runs with the transformers release llama.cpp requires (4.57.6, see venvs.py). Stubbed, not
-RoPE: a tokenizer_config.json saved by transformers 5 names its class "TokenizersBackend", which 4.57
-calls "PreTrainedTokenizerFast"; `convert` renames it in the folder it converts (a test output).
+The converter runs with the transformers release llama.cpp requires (4.57.6, see venvs.py), on the folders
+exactly as ropeconv wrote them (their tokenizer class is one 4.57 loads: nothing is renamed here).
 """
 
 from __future__ import annotations
@@ -50,10 +49,6 @@ def small_smollm2(source: Path, dest: Path) -> Path:
 def convert(folder: Path, out: Path, stub_vocab: bool = False) -> Path:
     """llama.cpp's converter on `folder` (f32); stub_vocab: through vocab_stub.py (see its docstring)."""
     cmd, env = llama_cpp_converter()
-    tokenizer_config = folder / "tokenizer_config.json"
-    if tokenizer_config.exists():  # saved by transformers 5: its class has another name in 4.57 (not RoPE)
-        text = tokenizer_config.read_text()
-        tokenizer_config.write_text(text.replace('"TokenizersBackend"', '"PreTrainedTokenizerFast"'))
     if stub_vocab:
         cmd = [cmd[0], str(Path(__file__).parent / "vocab_stub.py"), *cmd[1:]]
     proc = subprocess.run(cmd + [str(folder), "--outfile", str(out), "--outtype", "f32"], capture_output=True,
