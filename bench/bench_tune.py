@@ -98,7 +98,7 @@ def main() -> int:
                                     storage=f"sqlite:///{(work / f'study-{target}.db').absolute()}")
             tuned = run_tune(model, settings, output=work / f"tuned-{target}", force=True,
                              note=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
-                             progress=lambda p: print(f"  trial {p.finished}/{p.budget} best {p.best_ppl}",
+                             progress=lambda p: print(f"  {p.label} · best {p.best_ppl} · eta {p.eta and round(p.eta)} s",
                                                       file=sys.stderr, flush=True))
         entry["tune"] = {"trials": len(tuned["trials"]), "search_seconds": tuned["search_seconds"],
                          "wall_seconds": round(time.perf_counter() - t0, 1) if not args.tuned else tuned.get("seconds"),

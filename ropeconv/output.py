@@ -201,7 +201,7 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
              if rel not in plan.dropped and rel not in plan.json_files and rel not in SKIP_AT_ROOT]
     before = {rel: _stamp(source / rel) for rel in files}
     dest = dest.absolute()
-    created = _make_parents(dest.parent)
+    created = make_parents(dest.parent)
     remove_leftovers(dest)
     report = WriteReport()
     tmp = None
@@ -236,7 +236,7 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
                     raise RopeconvError(f"the source changed while it was being copied ({changed[0]}"
                                         f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''})",
                                         "run again when nothing else is writing to the model folder")
-                _move_into_place(tmp, dest, force)
+                move_into_place(tmp, dest, force)
             finally:
                 os.close(lock)
     except BaseException as exc:
@@ -323,7 +323,7 @@ def _check_shard_size(path: Path, rel: str) -> None:
                             "being copied)", "re-download or re-save that shard, and run again")
 
 
-def _make_parents(folder: Path) -> list[Path]:
+def make_parents(folder: Path) -> list[Path]:
     """Create the missing parents of the output (as `mkdir -p`); returns those created, outermost first."""
     missing = []
     while not folder.exists():
@@ -380,7 +380,7 @@ def _try_link(src: Path, dst: Path) -> bool:
         return False
 
 
-def _move_into_place(tmp: Path, dest: Path, force: bool) -> None:
+def move_into_place(tmp: Path, dest: Path, force: bool) -> None:
     old, old_lock = None, None
     if dest.is_symlink() or (dest.exists() and not dest.is_dir()):  # appeared while we were writing
         raise RopeconvError(f"{dest} appeared as a file or link while ropeconv was writing", "choose another -o")

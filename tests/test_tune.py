@@ -134,8 +134,10 @@ def _tune(model, tmp_path, name, **overrides):
     storage = overrides.pop("storage", f"sqlite:///{tmp_path / (name + '.db')}")
     output = overrides.pop("output", tmp_path / name)
     worker = overrides.get("worker", False)
+    force, progress = overrides.pop("force", False), overrides.pop("progress", None)
     options.update(overrides)
-    return run_tune(model, TuneSettings(storage=storage, **options), output=None if worker else output)
+    return run_tune(model, TuneSettings(storage=storage, **options), output=None if worker else output, force=force,
+                    progress=progress)
 
 
 def _numbers_and_params(result):
@@ -321,8 +323,20 @@ def test_prune_measures_a_rung_half_way_and_reports_it(tokenized_model, tmp_path
     (["--time", "soon"], "not a duration"),
     (["--pareto", "--prune"], "--prune and --pareto"),
     (["--target-context", "1m"], "fewer than"),
+    (["--target-context", "1000000000000"], "from 1 to 4294967295"),  # the bound, as extend says it
+    (["--seed", "-1"], "--seed -1 must be a whole number from 0 to 4294967295"),
+    pytest.param(["--sampler", "cmaes"], "pip install cmaes", marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("cmaes") is not None, reason="cmaes is installed")),
+    (["--storage", "not a url"], "is not a database URL"),
+    (["--storage", "postgresql://alice:SECRET@127.0.0.1:9/db"], "cannot reach the database server"),
+    (["--storage", "postgresql://:SECRET@127.0.0.1:9/db"], "postgresql://:***@127.0.0.1:9/db"),
+    pytest.param(["--storage", "postgresql+psycopg://bob:SECRET@127.0.0.1:9/db"], 'pip install "ropeconv[tune]"',
+                 marks=pytest.mark.skipif(__import__("importlib").util.find_spec("psycopg") is not None,
+                                          reason="psycopg 3 is installed")),
 ])
 def test_bad_input_is_one_line_and_exit_2(tokenized_model, tmp_path, args, words):
+    """Each refused before anything is created and before the model loads (a storage that cannot work
+    is found at once, not after ~10 s of retries); a storage password is masked in the line."""
     base = ["tune", str(tokenized_model), "--target-context", str(TARGET), "-o", str(tmp_path / "never")]
     if "--target-context" in args:
         base = base[:2] + base[4:]
@@ -334,8 +348,9 @@ def test_bad_input_is_one_line_and_exit_2(tokenized_model, tmp_path, args, words
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.stderr
+    assert "SECRET" not in result.stderr + result.stdout and "loading" not in result.stderr
     assert not (tmp_path / "never").exists()
-    assert not list(tmp_path.glob("*.db"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.txt"]  # no database, nothing else
 
 
 def test_tune_help_imports_neither_torch_nor_optuna():
@@ -353,7 +368,7 @@ def test_an_ntk_output_counts_as_scaled(tokenized_model, tmp_path):
 
     ntk = tmp_path / "ntk"
     api.extend(str(tokenized_model), "ntk", factor=2, output=ntk)
-    with pytest.raises(RopeconvError, match="already scaled \\(ntk\\)"):
+    with pytest.raises(RopeconvError, match="already scaled \\(ntk by ropeconv"):
         _tune(ntk, tmp_path, "never")
     assert not (tmp_path / "never").exists()
 
@@ -391,8 +406,185 @@ def test_push_to_that_cannot_happen_is_refused_before_the_search(tokenized_model
     assert __import__("time").perf_counter() - started < 60  # no trial ran
 
 
-def test_tune_json_never_holds_a_storage_password(tokenized_model, tmp_path):
-    from ropeconv.tune import _safe_storage
+# ---- safety: storage, atomic output, validation, races -------------------------------------------
 
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    assert _safe_storage(url) == url and _safe_storage("postgresql://bob:s3cret@db/optuna") == "postgresql://bob:***@db/optuna"
+def _cli_args(model, *extra):
+    return ["tune", str(model), "--target-context", str(TARGET), "--budget", "2", "--short-length", str(SHORT),
+            "--device", "cpu", "--dtype", "float32", *extra]
+
+
+@pytest.mark.parametrize("where", ["source", "output"])
+def test_a_storage_inside_the_source_or_the_output_is_refused(tokenized_model, tmp_path, where):
+    """A live SQLite database is never written into the source or shipped inside the output."""
+    before = sorted(p.name for p in tokenized_model.iterdir())
+    folder = tokenized_model if where == "source" else tmp_path / "out"
+    result = ropeconv(*_cli_args(tokenized_model, "-o", str(tmp_path / "out"),
+                                 "--storage", f"sqlite:///{folder / 'study.db'}"))
+    assert result.returncode == 2 and f"is inside the {where}" in result.stderr, result.stderr
+    assert sorted(p.name for p in tokenized_model.iterdir()) == before
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_read_only_database_is_said_to_be_read_only(tokenized_model, tmp_path):
+    """A database opened read-only (SQLite's mode=ro: read-only for root too) is named as such, at once."""
+    import sqlite3
+
+    path = tmp_path / "ro.db"
+    sqlite3.connect(path).execute("CREATE TABLE unrelated (a)").connection.commit()
+    result = ropeconv(*_cli_args(tokenized_model, "-o", str(tmp_path / "out"),
+                                 "--storage", f"sqlite:///file:{path}?mode=ro&uri=true"))
+    assert result.returncode == 2 and "is read-only" in result.stderr and "invalid data" not in result.stderr, \
+        result.stderr
+    assert "loading" not in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["ro.db"]
+
+
+def test_the_output_appears_whole_in_one_rename(tokenized_model, tmp_path, monkeypatch):
+    """Stub: tune.png's writer is replaced by one that fails (standing in for a kill while the output is
+    written). Nothing appears under the output's name, and the next run to it is not refused."""
+    from ropeconv.tune import report
+
+    def broken(folder, document):
+        assert (Path(folder) / "config.json").is_file() and not (tmp_path / "atomic").exists()
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(report, "write_plot", broken)
+    with pytest.raises(KeyboardInterrupt):
+        _tune(tokenized_model, tmp_path, "atomic", budget=2)
+    assert not (tmp_path / "atomic").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".atomic")]  # no temporary folder left
+    monkeypatch.undo()
+    result = _tune(tokenized_model, tmp_path, "atomic", budget=2)
+    assert {"config.json", "tune.json", "tune.png", "ropeconv.json"} <= {p.name for p in Path(result["output"]).iterdir()}
+
+
+def test_missing_parents_are_created_and_the_report_shows_extends_engine_notes(tokenized_model, tmp_path):
+    """The output's missing parents are made (as extend makes them); the final report prints the same
+    warnings and serve commands extend prints for the winner's config, and tune.json holds them."""
+    import shlex
+
+    out = tmp_path / "a b" / "c" / "out"
+    result = ropeconv(*_cli_args(tokenized_model, "-o", str(out), "--seed", "3"), env={"COLUMNS": "300"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads((out / "tune.json").read_text())
+    winner = document["best"]["candidate"]
+    planned = ropeconv("extend", str(tokenized_model), "--method", "yarn", "--target-context",
+                       str(winner["served_context"]), *[a for k, v in winner["params"].items()
+                                                        for a in (f"--{k.replace('_', '-')}", repr(v))],
+                       "-o", str(out), "--dry-run", "--json")
+    extend_report = json.loads(planned.stdout)
+    assert document["warnings"] == extend_report["warnings"]
+    assert document["engine_rules"] == extend_report["engine_rules"] and document["engine_rules"]
+    assert "launch" not in document  # the commands hold local paths; tune.json is pushed with the model
+    for warning in [*document["warnings"], *(rule["computes"] for rule in document["engine_rules"])]:
+        assert warning[:40] in " ".join(result.stdout.split())
+    assert "serve it:" in result.stdout and f"vllm serve {shlex.quote(str(out))}" in result.stdout
+    assert not list(out.parent.glob("*.optuna.db-journal"))
+
+
+def test_a_seed_near_the_limit_still_resumes(tokenized_model, tmp_path):
+    """The sampler's seed is shifted by the stored trial count on resume: it must stay in numpy's range."""
+    storage = f"sqlite:///{tmp_path / 'seed.db'}"
+    first = _tune(tokenized_model, tmp_path, "s1", budget=2, seed=2**32 - 1, storage=storage)
+    resumed = _tune(tokenized_model, tmp_path, "s2", budget=3, seed=2**32 - 1, storage=storage)
+    assert len(first["trials"]) == 2 and resumed["study"]["finished_here"] == 1
+
+
+def test_a_second_tune_to_the_same_output_is_refused_at_once(tokenized_model, tmp_path):
+    import time
+
+    out = tmp_path / "raced"
+    first = subprocess.Popen([sys.executable, "-m", "ropeconv", *_cli_args(tokenized_model, "-o", str(out)),
+                              "--budget", "400", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".raced.ropeconv-tmp-*")) and time.time() < deadline:
+            time.sleep(0.2)
+        started = time.perf_counter()
+        second = ropeconv(*_cli_args(tokenized_model, "-o", str(out)))
+        assert second.returncode == 2 and f"another ropeconv run is writing {out}" in second.stderr, second.stderr
+        assert "loading" not in second.stderr and first.poll() is None  # refused before its search
+        print(f"second run refused in {time.perf_counter() - started:.1f} s")
+    finally:
+        first.kill()
+        first.communicate()
+    assert not out.exists()
+
+
+def test_rerunning_with_a_larger_budget_continues_the_study(tokenized_model, tmp_path):
+    """The output exists: refused without --force, and the message says what --force keeps; with --force
+    the stored trials are kept, the search continues to the new budget and the output is replaced."""
+    first = _tune(tokenized_model, tmp_path, "grow", budget=2)
+    refused = ropeconv(*_cli_args(tokenized_model, "--storage", f"sqlite:///{tmp_path / 'grow.db'}", "--seed", "7",
+                                  "-o", first["output"], "--budget", "4"))
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    assert "stored trials are kept" in refused.stderr and "--force" in refused.stderr
+    assert "stored trials are kept" in " ".join(ropeconv("tune", "--help").stdout.split())
+    grown = _tune(tokenized_model, tmp_path, "grow", budget=4, force=True)
+    assert [t["number"] for t in grown["trials"]] == [0, 1, 2, 3] and grown["study"]["finished_here"] == 2
+    assert _numbers_and_params(grown)[:2] == _numbers_and_params(first)
+    saved = json.loads((Path(grown["output"]) / "tune.json").read_text())
+    assert len(saved["trials"]) == 4
+
+
+def test_progress_says_the_trial_and_the_time_left_before_the_first_trial_ends(tokenized_model, tmp_path):
+    """The progress callback (the CLI's display reads the same events): the reference step, then trial 1/N
+    with an estimate of everything left (the trials and the final comparison pass) before any trial ends."""
+    events = []
+    _tune(tokenized_model, tmp_path, "talk", budget=3, progress=events.append)
+    steps = [e.step for e in events]
+    assert steps[0] == "load" and "reference" in steps and steps.index("reference") < steps.index("search")
+    first_start = next(i for i, e in enumerate(events) if e.trial == 1)
+    first_end = next(i for i, e in enumerate(events) if e.finished >= 1)
+    assert first_start < first_end
+    assert events[first_start].label == "trial 1/3" and events[first_start].budget == 3
+    assert events[first_start].eta is not None and events[first_start].eta > 0
+    assert "comparison" in steps and steps[-1] == "write"
+    assert all(e.eta is not None for e in events[first_start:])
+
+
+def test_tune_png_draws_stopped_trials_where_they_stopped():
+    """A trial stopped by the short-context bound has no past-L0 perplexity: it is drawn in its own strip,
+    not at the winning value; the best-so-far line is drawn over the defaults line; no legend on the data."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from ropeconv.tune.report import draw
+
+    def row(number, past, stopped=None):
+        return {"number": number, "state": "pruned" if past is None else "complete", "past_ppl": past,
+                "short_ratio": 2.0 if stopped else 1.01, "stopped": stopped, "buckets": [[0, 256, 9.0], [256, 512, 9.5]]}
+
+    trials = [row(0, 9.0), row(1, None, "short_context_bound"), row(2, 8.0), row(3, None, "pruned"), row(4, 8.5)]
+    document = {"trials": trials, "original_context": 256, "target_context": 512, "max_short_ratio": 1.25,
+                "method": "yarn", "default": trials[0], "best": trials[2], "base": None}
+    fig = draw(document)
+    try:
+        search, strip = fig.axes[0], fig.axes[1]
+        drawn = [tuple(p) for c in search.collections for p in c.get_offsets()]
+        assert sorted(x for x, _ in drawn) == [0, 2, 4]  # the stopped trials 1 and 3 are not on the perplexity axis
+        assert sorted(x for c in strip.collections for x, _ in c.get_offsets()) == [1, 3]
+        best_line = next(line for line in search.lines if line.get_label().startswith("best so far"))
+        default_line = next(line for line in search.lines if line.get_label() == "yarn defaults")
+        assert best_line.get_zorder() > default_line.get_zorder() and list(best_line.get_ydata())[-1] == 8.0
+        assert search.get_legend() is None and fig.legends  # the legend is the figure's, below the panels
+    finally:
+        plt.close(fig)
+
+
+def test_the_display_never_cuts_the_step_label_at_100_columns():
+    """The CLI's bar on a 100-column terminal shows the whole reference step's label (folded, not cut)."""
+    import io
+
+    from rich.console import Console
+
+    from ropeconv.cli.tune import _Display
+    from ropeconv.tune import Progress
+
+    label = "reference: the unscaled model on the first 4096 tokens"
+    event = Progress("reference", label, None, 0, 20, None, None, 3.0, 95.0)
+    shown = io.StringIO()
+    with _Display(True, out=Console(file=io.StringIO(), width=100, force_terminal=True)) as display:
+        display.progress(event)
+        Console(file=shown, width=100, color_system=None).print(display.bar.get_renderable())
+    text = " ".join(shown.getvalue().split())
+    assert label in text and "~1m35s left" in text

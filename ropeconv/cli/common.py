@@ -61,12 +61,9 @@ def run(body: Callable[[], Any], *, as_json: bool, debug: bool, render: Callable
 
 
 def _fail(message: str, code: int, as_json: bool, debug: bool) -> None:
-    import os
+    from ropeconv.redact import redact
 
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # an error from any layer never shows the token
-        token = (os.environ.get(name) or "").strip()
-        if len(token) >= 4:
-            message = message.replace(token, "***")
+    message = redact(message)  # an error from any layer never shows a token or a URL's password
     if debug:
         import traceback
 

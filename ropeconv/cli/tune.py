@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
-                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, push_output, run)
+                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, escape_text, one_line,
+                                 print_serve_commands, push_output, run, serve_lines, unique)
 from ropeconv.errors import RopeconvError
 
 HELP = (
@@ -37,7 +38,9 @@ def tune_command(
     dataset: str = typer.Option(None, "--dataset", help="Hugging Face dataset NAME[:config[:split]] as calibration text."),
     output: Path = typer.Option(None, "--output", "-o", help="Output folder (default: <source>-tuned-<method>-<target> "
                                 "beside the source)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output folder."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty output folder. The study's "
+                               "stored trials are kept: the search continues from them up to --budget (a larger "
+                               "--budget adds trials); for a fresh search pass another --storage or --seed."),
     max_short_ratio: float = typer.Option(None, "--max-short-ratio", help="Bound on perplexity at 4k tokens over the "
                                           "unscaled model's (default: the probe's 1.25)."),
     short_length: int = typer.Option(None, "--short-length", help="Tokens of the short-context window "
@@ -49,8 +52,10 @@ def tune_command(
     portable: bool = typer.Option(False, "--portable", help="Search only what every engine reads (yarn: the factor; "
                                   "longrope: no attention factor)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or cmaes (pip install cmaes)."),
-    seed: int = typer.Option(0, "--seed", help="Sampler seed: the same seed gives the same search."),
-    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///<output>.optuna.db)."),
+    seed: int = typer.Option(0, "--seed", help="Sampler seed, 0 to 2^32-1: the same seed gives the same search."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///<output>.optuna.db "
+                                "beside the output; never inside the source or the output), e.g. "
+                                "postgresql://USER:PASSWORD@HOST:PORT/DB (pip install \"ropeconv\\[tune]\")."),
     worker: bool = typer.Option(False, "--worker", help="Only evaluate trials of the study (same arguments and "
                                 "--storage as the main run); write no model."),
     original_context: int = typer.Option(None, "--original-context", help="Override L0, the trained context."),
@@ -92,19 +97,25 @@ def tune_command(
 
 
 class _Display:
-    """A rich progress bar on stderr: trials finished, best perplexity so far, time left."""
+    """From the first second: the step, trial k/N, the best perplexity so far and the time left for
+    everything (a rich bar on a terminal, plain lines otherwise; nothing with --json)."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, out=None):
         self.enabled = enabled
+        self.out = out  # a rich Console (default: stderr's)
         self.bar = None
         self.task = None
 
     def __enter__(self):
-        if self.enabled and sys.stderr.isatty():
+        self.out = self.out or console(stderr=True)
+        if self.enabled and self.out.is_terminal:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.table import Column
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                                TimeElapsedColumn(), console=console(stderr=True), transient=True)
+            # the status folds onto a second line on a narrow terminal: never cut
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=16), TimeElapsedColumn(),
+                                TextColumn("{task.fields[status]}", markup=False, table_column=Column(overflow="fold")),
+                                console=self.out, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("tune", total=None, status="")
         return self
@@ -115,24 +126,28 @@ class _Display:
         return False
 
     def note(self, line: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(self.task, description=line[:60])
-        else:
-            console(stderr=True).print(line, markup=False)
+        if self.enabled and self.bar is None:
+            self.out.print(one_line(line), markup=False, highlight=False, soft_wrap=True)
 
     def progress(self, p) -> None:
         if not self.enabled:
             return
-        best = f"{p.best_ppl:.4g}" if p.best_ppl is not None else "—"
-        left = _duration(p.time_left) if p.time_left is not None else "?"
-        budget = p.budget if p.budget is not None else "?"
-        status = f"trial {p.finished}/{budget} · best past-L0 ppl {best} · last {p.last_seconds:.0f} s · ~{left} left"
-        if self.bar is not None:
-            self.bar.update(self.task, description="tune", total=p.budget, completed=p.finished, status=status)
-        else:
-            console(stderr=True).print(status, markup=False)
+        status = status_line(p)
+        if self.bar is not None:  # the step on its own column: never cut to fit the status
+            self.bar.update(self.task, description=one_line(p.step), total=p.budget, completed=p.finished,
+                            status=status)
+        elif p.step == "search":
+            self.out.print(status, markup=False, highlight=False, soft_wrap=True)
+
+
+def status_line(p) -> str:
+    """`trial 3/20 · best past-L0 ppl 12.3 · ~4m10s left` (what the display shows for one event)."""
+    parts = [one_line(p.label)]
+    if p.step == "search" and p.trial is None and p.finished:
+        parts = [f"trial {p.finished}/{p.budget if p.budget is not None else '?'} done"]
+    parts.append(f"best past-L0 ppl {p.best_ppl:.4g}" if p.best_ppl is not None else "best —")
+    parts.append(f"~{_duration(p.eta)} left" if p.eta is not None else "estimating time left…")
+    return " · ".join(parts)
 
 
 def _duration(seconds: float) -> str:
@@ -144,7 +159,7 @@ def render_tune(result: dict) -> None:
     out = console()
     trials = result["trials"]
     finished = [t for t in trials if t["state"] in ("complete", "pruned")]
-    out.print(f"{result['model'].get('repo_id') or result['model'].get('path')}: {result['method']} for "
+    out.print(f"{one_line(result['model'].get('repo_id') or result['model'].get('path'))}: {result['method']} for "
               f"{result['target_context']} tokens (L0 {result['original_context']}), {len(finished)} trials "
               f"({result['study']['finished_here']} here), {result['search_seconds']:.0f} s", markup=False)
     if result.get("worker"):
@@ -164,11 +179,20 @@ def render_tune(result: dict) -> None:
     winner = best["candidate"]
     out.print(f"winner: factor {winner['factor']:.6g} (served context {winner['served_context']}) "
               f"{_params(winner['params'])}", markup=False)
-    for warning in result.get("warnings") or []:
-        out.print(f"[yellow]warning:[/] {warning}")
-    out.print(f"wrote {result['output']} (+ tune.json{', tune.png' if result.get('plot') else ''})", markup=False)
+    _print_engine_notes(out, result)
+    out.print(f"wrote {one_line(result['output'])} (+ tune.json{', tune.png' if result.get('plot') else ''})", markup=False)
     if result.get("push"):
-        out.print(f"pushed: {result['push'].get('url')}", markup=False)
+        out.print(f"pushed: {one_line(result['push'].get('url'))}", markup=False)
+
+
+def _print_engine_notes(out, result: dict) -> None:
+    """The warnings, engine rules and serve commands extend prints for the same config (the same renderers)."""
+    for warning in unique(result.get("warnings") or []):
+        out.print(f"[yellow]warning:[/] {escape_text(warning)}", highlight=False)
+    for rule in result.get("engine_rules") or []:  # verified engine rules (ropeconv.engines.RULES)
+        out.print(f"[yellow]warning:[/] {escape_text(rule['versions'])}: {escape_text(rule['computes'])} — "
+                  f"{escape_text(rule['fix'])}", highlight=False)
+    print_serve_commands(out, serve_lines(result.get("launch") or []))
 
 
 def _fmt(value) -> str:

@@ -7,8 +7,13 @@ objective is perplexity past L0 at the target length, under a bound on the short
 `ropeconv.api.extend` (same config, record and warnings as `extend`), with `tune.json` and
 `tune.png` beside the config (`report`).
 
-`run_tune(...)` is the library entry point; it never prints (progress goes to callbacks).
-torch, transformers and optuna are imported inside the functions.
+`run_tune(...)` is the library entry point; it never prints (progress goes to callbacks). In order:
+every option is checked (nothing created yet, the model not loaded); the output is claimed
+(`write.Reservation`: a second tune to it is refused at once); the study is opened (a storage that
+cannot work is said at once, before the model loads); the search runs; the winner, tune.json and
+tune.png are written in one temporary folder and renamed into place once. Every line and file goes
+through `ropeconv.redact` with the storage URL's password. torch, transformers and optuna are
+imported inside the functions.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv.errors import RopeconvError
+from ropeconv.redact import redact, redact_json, url_password
+from ropeconv.tune.progress import Plan, Progress, Tracker
 from ropeconv.tune.space import TUNABLE, Space, check_method
-from ropeconv.tune.study import SAMPLERS, Progress, SearchSettings
+from ropeconv.tune.study import SAMPLERS, SEED_LIMIT, SearchSettings
 
 __all__ = ["run_tune", "TuneSettings", "Progress", "TUNABLE", "SAMPLERS", "parse_duration"]
 
@@ -70,31 +77,39 @@ def parse_duration(value: str | float | int | None) -> float | None:
 
 
 def _validate(settings: TuneSettings) -> tuple[int, int | None, float | None, float]:
-    from ropeconv.numbers import parse_tokens
+    """Every option that can be checked without the model: nothing is created or loaded yet."""
     from ropeconv.probe.verdict import Thresholds
+    from ropeconv.request import parse_token_field
+    from ropeconv.tune import study as studies
 
     check_method(settings.method)
-    target = parse_tokens(settings.target_context)
-    if target is None:
-        raise RopeconvError(f"--target-context {settings.target_context!r} is not a whole number of tokens",
-                            "e.g. --target-context 32768 or 32k")
+    target = parse_token_field("target_context", settings.target_context)  # says the bound, as extend does
     time_limit = parse_duration(settings.time_limit)
     budget = settings.budget
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
         raise RopeconvError(f"--budget {budget!r} must be a whole number of trials ≥ 1", "e.g. --budget 20")
     if budget is None and time_limit is None:
         budget = DEFAULT_BUDGET
+    seed = settings.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise RopeconvError(f"--seed {seed!r} must be a whole number from 0 to {SEED_LIMIT - 1}", "e.g. --seed 0")
     bound = settings.max_short_ratio if settings.max_short_ratio is not None else Thresholds().max_short_ratio
     if not bound >= 1.0:
         raise RopeconvError(f"--max-short-ratio {bound!r} must be ≥ 1", "e.g. --max-short-ratio 1.05")
-    if settings.sampler not in SAMPLERS:
-        raise RopeconvError(f"--sampler {settings.sampler!r} is not one of {', '.join(SAMPLERS)}", "use tpe (default), random or cmaes")
     if settings.pareto and settings.prune:
         raise RopeconvError("--prune and --pareto were both given: Optuna prunes single-objective studies only",
                             "drop --prune, or drop --pareto")
     if settings.chunk < 1:
         raise RopeconvError("chunk must be positive", "e.g. 1024 positions")
+    studies.require_optuna()
+    studies.require_sampler(_search_settings(settings, budget, time_limit, bound))
     return target, budget, time_limit, bound
+
+
+def _search_settings(settings: TuneSettings, budget: int | None, time_limit: float | None,
+                     bound: float) -> SearchSettings:
+    return SearchSettings(budget=budget, time_limit=time_limit, seed=settings.seed, sampler=settings.sampler,
+                          pareto=settings.pareto, prune=settings.prune, max_short_ratio=bound, worker=settings.worker)
 
 
 def default_output(source, method: str, target: int) -> Path:
@@ -104,130 +119,259 @@ def default_output(source, method: str, target: int) -> Path:
     return Path(folder) if source.kind == "hub" else source.path.absolute().parent / folder
 
 
+@dataclass
+class _Setup:
+    """What the checks resolved, before anything is created."""
+
+    source: Any
+    folder: Path
+    spec: Any
+    target: int
+    budget: int | None
+    time_limit: float | None
+    bound: float
+    L0: int
+    short_length: int
+    dest: Path
+    storage: Any  # storage.StorageTarget
+
+
 def run_tune(model: str | Path, settings: TuneSettings, *, text: str | Path | None = None, dataset: str | None = None,
              original_context: int | None = None, output: str | Path | None = None, force: bool = False,
              progress: Callable[[Progress], None] | None = None, note: Callable[[str], None] | None = None) -> dict:
     """Search `settings.method`'s parameters for MODEL at the target context; write the winner.
 
-    Returns a JSON-able result (also written as tune.json in the output folder)."""
-    from ropeconv.output import check_destination
+    Returns a JSON-able result (also written as tune.json in the output folder). Every error, note,
+    progress label and written file is scrubbed of the storage URL's password."""
+    secrets = tuple(s for s in (url_password(settings.storage or ""),) if s)
+    scrub = lambda line: redact(line, secrets)  # noqa: E731
+    try:
+        setup = _prepare(model, settings, original_context, output, force)
+        return redact_json(_run(model, settings, setup, text=text, dataset=dataset, original_context=original_context,
+                                force=force, progress=progress, say=lambda line: note and note(scrub(line))), secrets)
+    except RopeconvError as exc:
+        if secrets and scrub(exc.line()) != exc.line():  # a driver's message quoting the password, in any layer
+            raise RopeconvError(scrub(exc.problem), scrub(exc.fix) if exc.fix else None, exc.exit_code) from None
+        raise
+    except Exception as exc:  # a bug, or a driver's error nobody worded: still never the password
+        if secrets and scrub(str(exc)) != str(exc):
+            raise RuntimeError(f"{type(exc).__name__}: {scrub(str(exc))}") from None
+        raise
+
+
+def _prepare(model, settings: TuneSettings, original_context, output, force: bool) -> _Setup:
+    """All checks, in the order a user fixes them; creates nothing and loads no weights."""
+    from ropeconv.plan import plan
     from ropeconv.probe import open_model_folder
     from ropeconv.record import read_folder_record
-    from ropeconv.tune import study as studies
+    from ropeconv.request import ConversionRequest
+    from ropeconv.tune.storage import check_storage, sqlite_url
 
-    started = time.perf_counter()
-    say = note or (lambda line: None)
     target, budget, time_limit, bound = _validate(settings)
     source, folder, config, spec = open_model_folder(model, original_context, "tune")
     earlier = read_folder_record(folder)
-    if spec.is_scaled or earlier is not None:
-        current = f"{spec.rope_type} ×{spec.factor:g}" if spec.is_scaled and spec.factor else (
-            earlier.method if earlier is not None else spec.rope_type)
-        raise RopeconvError(f"{model} is already scaled ({current})", "tune the unscaled base model it was made from")
-    L0 = spec.original_context
-    if target <= L0:
-        raise RopeconvError(f"--target-context {target} is not longer than the trained context {L0}",
-                            "pass a longer target, or --original-context if L0 is wrong")
+    # the planner's own checks: already scaled (never stacked), a target not past L0, the family's methods
+    # (they concern the model and the target: LongRoPE's lists are what the search finds, neutral ones stand in)
+    lists = {name: [1.0] * (spec.rotary_dim // 2) for name in ("short_factor", "long_factor")}
+    request = ConversionRequest.build(settings.method, target_context=target, original_context=original_context,
+                                      params=lists if settings.method == "longrope" else {})
+    L0 = plan(spec, request, earlier.base if earlier else None).original_context
     short_length = settings.short_length or min(SHORT_LENGTH, L0)
     if not 16 <= short_length <= L0:
         raise RopeconvError(f"the short-context window {short_length} must be between 16 and L0 ({L0})",
                             f"e.g. {min(SHORT_LENGTH, L0)}")
-    dest = Path(output) if output else default_output(source, settings.method, target)
+    dest = (Path(output) if output else default_output(source, settings.method, target)).absolute()
     if not settings.worker:
-        check_destination(folder, dest, force)
-    studies.require_optuna()
-    basis = spec.basis()
-    space = Space(settings.method, basis, target, settings.portable)
+        _check_output(folder, dest, force)
+    url = settings.storage or sqlite_url(dest.with_name(dest.name + DB_SUFFIX))
+    storage = check_storage(url, source=folder, output=None if settings.worker else dest)
+    return _Setup(source, folder, spec, target, budget, time_limit, bound, L0, short_length, dest, storage)
 
+
+def _check_output(folder: Path, dest: Path, force: bool) -> None:
+    from ropeconv.output import check_destination
+
+    if dest.is_dir() and not dest.is_symlink() and not force and any(dest.iterdir()):
+        raise RopeconvError(f"{dest} already exists",
+                            "pass --force to replace it (the study's stored trials are kept: the search continues "
+                            "from them up to --budget), or choose another -o")
+    check_destination(folder, dest, force)
+
+
+def _run(model, settings: TuneSettings, setup: _Setup, *, text, dataset, original_context, force: bool,
+         progress, say: Callable[[str], None]) -> dict:
     from ropeconv.api import config_fingerprint
-    from ropeconv.probe import _load_tokenizer, measure, text as texts
+    from ropeconv.probe import load_tokenizer
+    from ropeconv.probe import text as texts
+    from ropeconv.tune.write import Reservation
 
-    source_text = texts.load_text(text, dataset, min_tokens=target)
-    tokenizer = _load_tokenizer(folder)
+    started = time.perf_counter()
+    source_text = texts.load_text(text, dataset, min_tokens=setup.target)
     try:
-        ids = texts.tokenize(tokenizer, source_text, target)
+        ids = texts.tokenize(load_tokenizer(setup.folder), source_text, setup.target)
     except RopeconvError as exc:
-        raise RopeconvError(f"{exc.problem} (--target-context {target})",
+        raise RopeconvError(f"{exc.problem} (--target-context {setup.target})",
                             "pass a longer --text or --dataset, or a shorter --target-context") from None
-    storage = settings.storage or studies.sqlite_url(dest.absolute().with_name(dest.name + DB_SUFFIX))
-    name = studies.study_name(fingerprint=config_fingerprint(folder), method=settings.method, target=target,
-                              text_sha=texts.token_fingerprint(ids), short_length=short_length, bound=bound,
-                              seed=settings.seed, portable=settings.portable, pareto=settings.pareto,
-                              sampler=settings.sampler, prune=settings.prune)
+    name = _study_name(settings, setup, config_fingerprint(setup.folder), texts.token_fingerprint(ids))
+    search_settings = _search_settings(settings, setup.budget, setup.time_limit, setup.bound)
+    reservation = None if settings.worker else Reservation.claim(setup.dest)
+    finished = False
+    try:
+        study = _open_study(name, setup.storage, search_settings)
+        document = _search(settings, setup, study, ids, source_text, search_settings, progress, say)
+        document["seconds"] = round(time.perf_counter() - started, 2)
+        if reservation is not None:
+            _write_output(model, setup, document, reservation, original_context, force, progress, say)
+            document["seconds"] = round(time.perf_counter() - started, 2)
+        finished = True
+        return document
+    finally:
+        if reservation is not None:
+            reservation.release(remove_parents=not finished)
+
+
+def _study_name(settings: TuneSettings, setup: _Setup, fingerprint: str, text_sha: str) -> str:
+    from ropeconv.tune import study as studies
+
+    return studies.study_name(fingerprint=fingerprint, method=settings.method, target=setup.target, text_sha=text_sha,
+                              short_length=setup.short_length, bound=setup.bound, seed=settings.seed,
+                              portable=settings.portable, pareto=settings.pareto, sampler=settings.sampler,
+                              prune=settings.prune)
+
+
+def _open_study(name: str, storage, search_settings: SearchSettings):
+    """The study, opened before the model loads; a SQLite file this call created is removed when opening fails."""
+    from ropeconv.tune import study as studies
+
+    fresh = storage.sqlite_path is not None and not storage.sqlite_path.exists()
+    try:
+        return studies.open_study(name, storage, search_settings)
+    except BaseException:
+        if fresh:
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(f"{storage.sqlite_path}{suffix}").unlink(missing_ok=True)
+        raise
+
+
+def _search(settings: TuneSettings, setup: _Setup, study, ids: list[int], source_text, search_settings: SearchSettings,
+            progress, say: Callable[[str], None]) -> dict:
+    """Load the model once, time the warm-up (the short-context reference), search, and (main run)
+    measure the unscaled model at the target for the comparison."""
+    from ropeconv.probe import measure
+    from ropeconv.probe import text as texts
+    from ropeconv.tune import study as studies
+    from ropeconv.tune.objective import Evaluator
+    from ropeconv.tune.study import rung_lengths
+
+    basis = setup.spec.basis()
+    space = Space(settings.method, basis, setup.target, settings.portable)
+    rungs = rung_lengths(basis, setup.target) if settings.prune else ()
+    tracker = Tracker(Plan(setup.budget, setup.time_limit, (setup.short_length, *rungs, setup.target),
+                           None if settings.worker else setup.target), progress and (
+        lambda event: progress(replace(event, label=redact(event.label, (setup.storage.password or "",))))))
     device = measure.pick_device(settings.device)
     choice = measure.dtype_choice(device, settings.dtype)
     dtype = measure.pick_dtype(device, choice.dtype)
-    search_settings = SearchSettings(budget=budget, time_limit=time_limit, seed=settings.seed, sampler=settings.sampler,
-                                     pareto=settings.pareto, prune=settings.prune, max_short_ratio=bound,
-                                     worker=settings.worker)
-    say(f"loading {folder.name} ({device}, {str(dtype).replace('torch.', '')})")
-    loaded = measure.load_model(folder, device, dtype)
-    from ropeconv.tune.objective import Evaluator
-
-    evaluator = Evaluator(loaded, ids, basis, short_length, buckets=PLOT_BUCKETS, chunk=settings.chunk)
+    load_line = f"loading {setup.folder.name} ({device}, {str(dtype).replace('torch.', '')})"
+    say(load_line)
+    tracker.step("load", load_line)
+    loaded = measure.load_model(setup.folder, device, dtype)
+    evaluator = Evaluator(loaded, ids, basis, setup.short_length, buckets=PLOT_BUCKETS, chunk=settings.chunk)
     try:
-        say(f"unscaled model on the first {short_length} tokens (the short-context reference)")
+        reference = f"reference: the unscaled model on the first {setup.short_length} tokens"
+        say(reference)
+        tracker.step("reference", reference)
         base_short = _guarded(lambda: evaluator.base_short, device)
-        say(f"searching {settings.method}: study {name} in {_safe_storage(storage)}")
-        outcome = _guarded(lambda: studies.search(space, evaluator, name, storage, search_settings, progress), device)
-        document = {
-            "model": source.to_dict(),
-            "method": settings.method,
-            "target_context": target,
-            "original_context": L0,
-            "rope_theta": basis.theta,
-            "rotary_dim": basis.dim,
-            "objective": "mean token loss (nats) over positions ≥ L0 of the first target-context tokens; "
-                         "reported as perplexity past L0",
-            "short_context": {"length": short_length, "base_ppl": base_short.ppl,
-                              "bound": f"perplexity at {short_length} tokens ≤ {bound:g} × the unscaled model's"},
-            "max_short_ratio": bound,
-            # a storage URL may carry a database password: never written as given
-            "settings": {**asdict(settings), "budget": budget, "time_limit": time_limit,
-                         "storage": _safe_storage(settings.storage) if settings.storage else None},
-            "study": {"name": outcome.study_name, "storage": _safe_storage(outcome.storage),
-                      "finished_here": outcome.finished_here},
-            "device": device,
-            "dtype": choice.dtype,
-            "dtype_reason": choice.reason,
-            "text": {**source_text.describe(), "tokens_sha256": texts.token_fingerprint(ids)},
-            "trials": outcome.trials,
-            "best": outcome.best,
-            "default": _default_row(space, outcome.trials),
-            "front": outcome.front,
-            "search_seconds": outcome.seconds,
-        }
+        tracker.warmed_up(measure.flops_per_token(loaded), setup.short_length, base_short.seconds)
+        say(f"searching {settings.method}: study {study.study_name} in {setup.storage.shown}")
+        tracker.step("search", f"searching {settings.method}")
+        outcome = _guarded(lambda: studies.search(space, evaluator, study, search_settings, tracker), device)
+        document = _document(settings, setup, space, basis, base_short, outcome, source_text, ids, device, choice)
+        document["study"]["storage"] = setup.storage.shown
         if settings.worker:
-            document["seconds"] = round(time.perf_counter() - started, 2)
             document["worker"] = True
             return document
         if outcome.best is None:
-            raise RopeconvError(f"no finished candidate kept perplexity at {short_length} tokens within ×{bound:g} of "
-                                "the unscaled model's", "raise --budget, or loosen --max-short-ratio", exit_code=1)
-        say(f"unscaled model at {target} tokens (for the curve)")
-        base_long = _guarded(lambda: evaluator.unscaled(target), device)
+            raise RopeconvError(f"no finished candidate kept perplexity at {setup.short_length} tokens within "
+                                f"×{setup.bound:g} of the unscaled model's", "raise --budget, or loosen --max-short-ratio",
+                                exit_code=1)
+        comparison = f"comparison: the unscaled model at {setup.target} tokens (for the curve)"
+        say(comparison)
+        tracker.step("comparison", comparison)
+        base_long = _guarded(lambda: evaluator.unscaled(setup.target), device)
         document["base"] = {"past_ppl": base_long.ppl_beyond, "buckets": [list(b) for b in base_long.buckets]}
+        tracker.plan.final_window = None  # nothing long is left
+        tracker.step("write", f"writing {setup.dest.name}")
+        return document
     finally:
         evaluator.close()
         loaded = None
         measure.release_memory(device)
 
-    from ropeconv.api import extend
+
+def _document(settings: TuneSettings, setup: _Setup, space: Space, basis, base_short, outcome, source_text, ids,
+              device: str, choice) -> dict:
+    from ropeconv.probe import text as texts
+
+    return {
+        "model": setup.source.to_dict(),
+        "method": settings.method,
+        "target_context": setup.target,
+        "original_context": setup.L0,
+        "rope_theta": basis.theta,
+        "rotary_dim": basis.dim,
+        "objective": "mean token loss (nats) over positions ≥ L0 of the first target-context tokens; "
+                     "reported as perplexity past L0",
+        "short_context": {"length": setup.short_length, "base_ppl": base_short.ppl,
+                          "bound": f"perplexity at {setup.short_length} tokens ≤ {setup.bound:g} × the unscaled model's"},
+        "max_short_ratio": setup.bound,
+        "settings": {**asdict(settings), "budget": setup.budget, "time_limit": setup.time_limit,
+                     "storage": setup.storage.shown if settings.storage else None},
+        "study": {"name": outcome.study_name, "finished_here": outcome.finished_here},
+        "device": device,
+        "dtype": choice.dtype,
+        "dtype_reason": choice.reason,
+        "text": {**source_text.describe(), "tokens_sha256": texts.token_fingerprint(ids)},
+        "trials": outcome.trials,
+        "best": outcome.best,
+        "default": _default_row(space, outcome.trials),
+        "front": outcome.front,
+        "search_seconds": outcome.seconds,
+        "warnings": [],
+    }
+
+
+def _write_output(model, setup: _Setup, document: dict, reservation, original_context, force: bool, progress,
+                  say: Callable[[str], None]) -> None:
+    """The winner as `extend` writes it, with tune.json and tune.png, in the reserved temporary folder;
+    then one rename. `extend`'s report (warnings, engine rules, serve commands) is for the final path."""
+    from ropeconv.api import config_fingerprint, extend
+    from ropeconv.request import ConversionRequest
     from ropeconv.tune import report
 
-    winner = outcome.best["candidate"]
-    extended = extend(str(model), winner["method"], target_context=winner["served_context"], params=winner["params"],
-                      original_context=original_context, output=dest, force=force)
-    out = Path(extended["output"])
-    document["seconds"] = round(time.perf_counter() - started, 2)
-    document["output"] = str(out)
-    document["warnings"] = extended["warnings"]
-    document["config_sha256"] = config_fingerprint(out)  # which config the winner is (the model card checks it)
-    document["tune_json"] = str(report.write_result(out, document))
-    plot = report.write_plot(out, document)
-    document["plot"] = str(plot) if plot else None
-    document["extend"] = {k: extended[k] for k in ("output", "served_context", "warnings", "config_diff") if k in extended}
-    return document
+    winner = document["best"]["candidate"]
+    request = ConversionRequest.build(winner["method"], target_context=winner["served_context"], params=winner["params"],
+                                      original_context=original_context, output=setup.dest, force=force)
+    planned = extend(str(model), replace(request, dry_run=True))  # what extend says about this output
+    document["output"] = str(setup.dest)
+    document["warnings"] = list(planned["warnings"])
+    document["engine_rules"] = planned.get("engine_rules", [])
+    document["launch"] = planned.get("launch", [])
+    document["extend"] = {k: planned[k] for k in ("output", "served_context", "warnings", "config_diff") if k in planned}
+    say(f"writing {setup.dest}")
+
+    def write_files(inner: Path) -> None:
+        extend(str(model), replace(request, output=inner, force=False))
+        document["config_sha256"] = config_fingerprint(inner)  # which config the winner is (the card checks it)
+        document["tune_json"] = str(setup.dest / report.RESULT_NAME)
+        document["plot"] = str(setup.dest / report.PLOT_NAME) if report.plot_available() else None
+        clean = redact_json(document, (setup.storage.password or "",))
+        report.write_plot(inner, clean)
+        # the serve commands name this machine's paths inside their text: printed and returned, not filed
+        # (tune.json is pushed with the model)
+        report.write_result(inner, {k: v for k, v in clean.items() if k != "launch"})
+
+    reservation.finish(write_files, force)
 
 
 def _default_row(space: Space, trials: list[dict]) -> dict | None:
@@ -239,12 +383,7 @@ def _default_row(space: Space, trials: list[dict]) -> dict | None:
     return None
 
 
-def _safe_storage(url: str) -> str:
-    """A database URL without its password."""
-    return re.sub(r"//([^:/@]+):[^@]+@", r"//\1:***@", url)
-
-
 def _guarded(body, device: str):
-    from ropeconv.probe import _guarded as probe_guarded
+    from ropeconv.probe import guarded
 
-    return probe_guarded(body, "measuring a candidate", device)
+    return guarded(body, "measuring a candidate", device)

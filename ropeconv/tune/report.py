@@ -1,7 +1,7 @@
 """What a tune run leaves beside the model it writes: `tune.json` (every trial: parameters, scores,
 time; the settings; the curves) and `tune.png` (the search, and perplexity by position for the
-unscaled base, the method's defaults and the tuned winner). Both are written atomically
-(temporary name, then rename) into the output folder, after `extend` has put it in place.
+unscaled base, the method's defaults and the tuned winner). Both are written into the tune's temporary output folder before
+the one rename that puts the whole output in place (ropeconv.tune.write).
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def write_result(folder: Path, document: dict) -> Path:
     return path
 
 
+def plot_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def write_plot(folder: Path, document: dict) -> Path | None:
     """tune.png; None (and nothing written) without matplotlib."""
     try:
@@ -32,46 +38,7 @@ def write_plot(folder: Path, document: dict) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    trials = document["trials"]
-    L0, target = document["original_context"], document["target_context"]
-    fig, (search, curve) = plt.subplots(1, 2, figsize=(12, 4.5))
-    done = [t for t in trials if t["past_ppl"] is not None]
-    stopped = [t for t in trials if t["state"] == "pruned"]
-    search.scatter([t["number"] for t in done], [t["past_ppl"] for t in done], s=18, color="tab:blue",
-                   label="trial (past-L0 perplexity)")
-    best, best_line = None, []
-    for t in sorted(done, key=lambda t: t["number"]):
-        if (t["short_ratio"] or 0) <= document["max_short_ratio"] and (best is None or t["past_ppl"] < best):
-            best = t["past_ppl"]
-        best_line.append((t["number"], best))
-    if best_line:
-        search.step([n for n, _ in best_line], [b for _, b in best_line], where="post", color="tab:green", label="best so far")
-    if stopped:
-        search.scatter([t["number"] for t in stopped], [best or 1.0] * len(stopped), marker="x", color="tab:red",
-                       label="stopped early (short-context bound or pruned)")
-    default = document.get("default")
-    if default and default.get("past_ppl"):
-        search.axhline(default["past_ppl"], color="grey", linestyle="--", label=f"{document['method']} defaults")
-    from matplotlib.ticker import MaxNLocator
-
-    search.xaxis.set_major_locator(MaxNLocator(integer=True))
-    search.ticklabel_format(axis="y", useOffset=False)
-    search.set_xlabel("trial")
-    search.set_ylabel(f"perplexity past L0 at {target} tokens")
-    search.set_title(f"search: {document['method']}, {len(trials)} trials")
-    search.legend(fontsize=8)
-    for label, row, style in (("base (unscaled)", document.get("base"), ":"), ("method defaults", default, "--"),
-                              ("tuned", document.get("best"), "-")):
-        if row and row.get("buckets"):
-            xs = [(start + end) / 2 for start, end, _ in row["buckets"]]
-            curve.plot(xs, [ppl for _, _, ppl in row["buckets"]], style, marker="o", markersize=3, label=label)
-    curve.axvline(L0, color="grey", linewidth=0.8)
-    curve.set_yscale("log")
-    curve.set_xlabel("position (tokens)")
-    curve.set_ylabel("perplexity per position bucket")
-    curve.set_title(f"perplexity by position, L0 = {L0}")
-    curve.legend(fontsize=8)
-    fig.tight_layout()
+    fig = draw(document)
     path = Path(folder) / PLOT_NAME
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
     try:
@@ -83,3 +50,86 @@ def write_plot(folder: Path, document: dict) -> Path | None:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
+
+
+def draw(document: dict):
+    """The figure: the search (measured trials, best so far over the defaults line), a strip for the trials
+    stopped before the target window, and perplexity by position; legends below the panels."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(13, 5.2), layout="constrained")  # room for any tick label width
+    grid = fig.add_gridspec(2, 2, height_ratios=(4, 1), hspace=0.08)
+    stopped = [t for t in document["trials"] if t["state"] == "pruned" and t["past_ppl"] is None]
+    if stopped:  # a strip of their own under the search: they have no past-L0 perplexity to be drawn at
+        search = fig.add_subplot(grid[0, 0])
+        strip = fig.add_subplot(grid[1, 0], sharex=search)
+    else:
+        search, strip = fig.add_subplot(grid[:, 0]), None
+    handles = _plot_search(search, document)
+    if strip is not None:
+        handles += _plot_stopped(strip, stopped, document)
+        search.tick_params(labelbottom=False)
+        search.set_xlabel("")  # the strip below carries the trial axis
+    # the legend below the panels, never over the points
+    fig.legend(handles=handles, loc="outside lower left", ncol=2, fontsize=8, frameon=False)
+    _plot_curves(fig.add_subplot(grid[:, 1]), document)
+    return fig
+
+
+def _plot_search(ax, document: dict) -> list:
+    """Measured trials at their past-L0 perplexity; the best-so-far line drawn over the defaults line."""
+    from matplotlib.ticker import MaxNLocator
+
+    done = sorted((t for t in document["trials"] if t["past_ppl"] is not None), key=lambda t: t["number"])
+    handles = [ax.scatter([t["number"] for t in done], [t["past_ppl"] for t in done], s=18, color="tab:blue",
+                          zorder=3, label="trial (perplexity past L0)")]
+    best, best_line = None, []
+    for t in done:
+        if (t["short_ratio"] or 0) <= document["max_short_ratio"] and (best is None or t["past_ppl"] < best):
+            best = t["past_ppl"]
+        if best is not None:
+            best_line.append((t["number"], best))
+    default = document.get("default")
+    if default and default.get("past_ppl"):
+        handles.append(ax.axhline(default["past_ppl"], color="grey", linestyle="--", linewidth=1.0, zorder=1,
+                                  label=f"{document['method']} defaults"))
+    if best_line:
+        handles += ax.step([n for n, _ in best_line], [b for _, b in best_line], where="post", color="tab:green",
+                           linewidth=2.2, zorder=4, label="best so far (within the short-context bound)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"perplexity past L0 at {document['target_context']} tokens")
+    ax.set_title(f"search: {document['method']}, {len(document['trials'])} trials")
+    return handles
+
+
+def _plot_stopped(ax, stopped: list[dict], document: dict) -> list:
+    """Trials stopped before the target window, where they stopped: no past-L0 perplexity to draw."""
+    bound = [t for t in stopped if t.get("stopped") != "pruned"]
+    pruned = [t for t in stopped if t.get("stopped") == "pruned"]
+    handles = []
+    if bound:
+        handles.append(ax.scatter([t["number"] for t in bound], [1] * len(bound), marker="x", color="tab:red",
+                                  label=f"stopped: short-context cost over ×{document['max_short_ratio']:g}"))
+    if pruned:
+        handles.append(ax.scatter([t["number"] for t in pruned], [0] * len(pruned), marker="v", color="tab:orange",
+                                  label="stopped: pruned half-way to the target"))
+    ax.set_yticks([0, 1], ["pruned", "bound"], fontsize=8)
+    ax.set_ylim(-0.6, 1.6)
+    ax.set_xlabel("trial")
+    return handles
+
+
+def _plot_curves(ax, document: dict) -> None:
+    for label, row, style in (("base (unscaled)", document.get("base"), ":"), ("method defaults", document.get("default"), "--"),
+                              ("tuned", document.get("best"), "-")):
+        if row and row.get("buckets"):
+            xs = [(start + end) / 2 for start, end, _ in row["buckets"]]
+            ax.plot(xs, [ppl for _, _, ppl in row["buckets"]], style, marker="o", markersize=3, label=label)
+    ax.axvline(document["original_context"], color="grey", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("position (tokens)")
+    ax.set_ylabel("perplexity per position bucket")
+    ax.set_title(f"perplexity by position, L0 = {document['original_context']}")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)

@@ -22,28 +22,18 @@ import importlib.util
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ropeconv.errors import RopeconvError
 from ropeconv.methods import Basis
+from ropeconv.tune.progress import Tracker
 from ropeconv.tune.space import Space, candidate_from_params
+from ropeconv.tune.storage import StorageTarget, is_creation_race, open_failure
 
 SAMPLERS = ("tpe", "random", "cmaes")
+SEED_LIMIT = 2**32  # numpy's seeds (behind every Optuna sampler) are 0 … 2**32 − 1
 HEARTBEAT_S = 30  # a running trial updates the storage this often; stale after GRACE_S
 GRACE_S = 120
-
-
-@dataclass
-class Progress:
-    """What the progress display shows after each trial (the library never prints)."""
-
-    finished: int  # complete + pruned trials in the study
-    budget: int | None
-    best_ppl: float | None  # perplexity past L0 of the best feasible trial so far
-    last_seconds: float
-    elapsed: float
-    time_left: float | None  # seconds, from the time limit or the mean trial time × trials left
 
 
 @dataclass
@@ -61,7 +51,6 @@ class SearchSettings:
 @dataclass
 class SearchOutcome:
     study_name: str
-    storage: str
     trials: list[dict] = field(default_factory=list)
     best: dict | None = None
     front: list[dict] = field(default_factory=list)
@@ -75,30 +64,36 @@ def study_name(*, fingerprint: str, method: str, target: int, text_sha: str, sho
     return f"ropeconv-tune-{method}-{target}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{Path(path).absolute()}"
-
-
 def require_optuna() -> None:
     if importlib.util.find_spec("optuna") is None:
-        raise RopeconvError("tune needs the optuna library", "run: pip install 'ropeconv[tune]' (or pip install optuna)")
+        raise RopeconvError("tune needs the optuna library", 'run: pip install "ropeconv[tune]"')
 
 
-def open_study(name: str, storage_url: str, settings: SearchSettings):
-    """The study `name` in `storage_url`, created when missing. Two processes starting together may
-    both try to create the SQLite schema or the study: the loser retries and loads it."""
+def require_sampler(settings: SearchSettings) -> None:
+    """A sampler's own package, checked before anything is created."""
+    if settings.sampler not in SAMPLERS:
+        raise RopeconvError(f"--sampler {settings.sampler!r} is not one of {', '.join(SAMPLERS)}",
+                            "use tpe (default), random or cmaes")
+    if settings.sampler == "cmaes" and not settings.pareto and importlib.util.find_spec("cmaes") is None:
+        raise RopeconvError("--sampler cmaes needs the cmaes package, which is not installed",
+                            "run: pip install cmaes (or use --sampler tpe)")
+
+
+def open_study(name: str, target: StorageTarget, settings: SearchSettings):
+    """The study `name` in the checked storage `target`, created when missing. Two processes starting
+    together may both try to create the schema or the study: the loser retries and loads it; any other
+    failure is worded at once (storage.open_failure), never retried."""
     import warnings
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    last: Exception | None = None
     for attempt in range(6):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental", the retry callback renamed in 4.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.simplefilter("ignore", FutureWarning)
-                storage = _storage(storage_url)
+                storage = _storage(target.url)
                 sampler = make_sampler(settings, _trial_count(storage, name))
             pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if settings.prune
                       else optuna.pruners.NopPruner())
@@ -107,12 +102,11 @@ def open_study(name: str, storage_url: str, settings: SearchSettings):
                                        directions=directions, load_if_exists=True)
         except RopeconvError:
             raise
-        except Exception as exc:  # a creation race, a bad URL, an unreachable database
-            last = exc
-            time.sleep(0.5 * (attempt + 1))
-    detail = str(last).splitlines()[0] if last and str(last) else type(last).__name__
-    raise RopeconvError(f"cannot open the study storage {storage_url}: {detail}",
-                        "pass --storage sqlite:///PATH.db or a database URL Optuna accepts")
+        except Exception as exc:
+            if attempt == 5 or not is_creation_race(exc):
+                raise open_failure(exc, target) from None
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _trial_count(storage, name: str) -> int:
@@ -141,17 +135,15 @@ def make_sampler(settings: SearchSettings, done: int = 0):
     second worker with the seed alone would replay the first run's random start-up samples."""
     import optuna
 
-    seed = settings.seed + done + (_worker_offset() if settings.worker else 0)
+    # kept in the samplers' range (numpy seeds are 32-bit) however many trials the study holds
+    seed = (settings.seed + done + (_worker_offset() if settings.worker else 0)) % SEED_LIMIT
 
-    if settings.sampler not in SAMPLERS:
-        raise RopeconvError(f"--sampler {settings.sampler!r} is not one of {', '.join(SAMPLERS)}", "use tpe (default), random or cmaes")
+    require_sampler(settings)
     if settings.pareto:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "cmaes":
-        if importlib.util.find_spec("cmaes") is None:
-            raise RopeconvError("--sampler cmaes needs the cmaes package", "run: pip install cmaes (or use --sampler tpe)")
         return optuna.samplers.CmaEsSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=5)
 
@@ -167,23 +159,23 @@ def finished_count(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def search(space: Space, evaluator, name: str, storage_url: str, settings: SearchSettings,
-           progress: Callable[[Progress], None] | None = None) -> SearchOutcome:
-    """Run trials until the study has `budget` finished trials or `time_limit` passes."""
+def search(space: Space, evaluator, study, settings: SearchSettings, tracker: Tracker | None = None) -> SearchOutcome:
+    """Run trials of the opened `study` until it has `budget` finished trials or `time_limit` passes."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
     started = time.perf_counter()
-    study = open_study(name, storage_url, settings)
     if not study.get_trials(deepcopy=False):  # a new study starts from the method's defaults
         for values, _ in space.seeds():
             study.enqueue_trial(values, skip_if_exists=True)
     rungs = rung_lengths(evaluator.basis, evaluator.target) if settings.prune else ()
-    durations: list[float] = []
     finished_before = finished_count(study)
 
     def objective(trial):
+        trial.set_user_attr("worker", worker_id())  # who runs it, while it runs
+        if tracker is not None:
+            tracker.trial_started(finished_count(study))
         candidate = space.suggest(trial)
         pruned_at: list[int] = []
 
@@ -206,20 +198,12 @@ def search(space: Space, evaluator, name: str, storage_url: str, settings: Searc
         return objective_value
 
     def after_trial(study, trial) -> None:
-        durations.append(trial.user_attrs.get("seconds") or 0.0)
-        if progress is None:
+        if tracker is None:
             return
-        done = finished_count(study)
-        elapsed = time.perf_counter() - started
-        mean = sum(durations) / len(durations) if durations else 0.0
-        left = None
-        if settings.budget is not None:
-            left = max(settings.budget - done, 0) * mean
-        if settings.time_limit is not None:
-            left = min(left, max(settings.time_limit - elapsed, 0)) if left is not None else max(settings.time_limit - elapsed, 0)
         best = best_trial(study, settings)
-        progress(Progress(done, settings.budget, best["past_ppl"] if best else None,
-                          trial.user_attrs.get("seconds") or 0.0, elapsed, left))
+        long_seconds = trial.user_attrs.get("target_seconds")
+        tracker.trial_finished(finished_count(study), trial.user_attrs.get("seconds") or 0.0,
+                               best["past_ppl"] if best else None, long_seconds)
 
     remaining = None if settings.budget is None else settings.budget - finished_before
     if remaining is None or remaining > 0:
@@ -228,7 +212,7 @@ def search(space: Space, evaluator, name: str, storage_url: str, settings: Searc
             callbacks.insert(0, MaxTrialsCallback(settings.budget, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         study.optimize(objective, n_trials=remaining, timeout=settings.time_limit, callbacks=callbacks,
                        catch=(), gc_after_trial=False)
-    outcome = SearchOutcome(name, storage_url, seconds=round(time.perf_counter() - started, 2),
+    outcome = SearchOutcome(study.study_name, seconds=round(time.perf_counter() - started, 2),
                             finished_here=finished_count(study) - finished_before)
     outcome.trials = [trial_row(t) for t in study.get_trials(deepcopy=False)]
     outcome.best = best_trial(study, settings)
@@ -262,6 +246,7 @@ def record_trial(trial, candidate, result) -> None:
     trial.set_user_attr("tokens_per_second", round(tokens / result.seconds, 1) if result.seconds else None)
     trial.set_user_attr("rungs", [[r.length, r.ppl_beyond] for r in result.rungs])
     if result.long is not None:
+        trial.set_user_attr("target_seconds", result.long.seconds)
         trial.set_user_attr("past_ppl", result.long.ppl_beyond)
         trial.set_user_attr("ppl", result.long.ppl)
         trial.set_user_attr("buckets", [list(b) for b in result.long.buckets])
