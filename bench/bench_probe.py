@@ -14,6 +14,12 @@ psutil sampling thread). "above weights" = peak during the measurement − resid
 
     python bench/bench_probe.py                      # SmolLM2-135M, 16,384 tokens, CPU, --dtype auto
     python bench/bench_probe.py --length 8192 --json
+
+`--engines`: the whole probe (`run_probe`: load, warm-up, one window) of SmolLM2 extended yarn ×4 in
+llama.cpp (the packaged Q4_1 GGUF, `ropeconv probe FILE.gguf`) and in transformers (the folder unpacked
+from it, --dtype auto), each in its own subprocess, one run each; needs the `llamacpp` extra.
+
+    python bench/bench_probe.py --engines --length 16384
 """
 
 from __future__ import annotations
@@ -122,6 +128,44 @@ def child(variant: str, model_dir: str, length: int, device: str, dtype: str, ch
     return out
 
 
+ENGINES = ("llama.cpp", "transformers")
+
+
+def engine_child(engine: str, model: str, length: int) -> dict:
+    from ropeconv.probe import run_probe
+
+    result = run_probe(model, lengths=[length], save=False, progress=False)
+    run = result["results"][0]["model"]
+    return {"engine": result["engine"], "seconds": result["seconds"], "window_seconds": run["seconds"],
+            "ppl": run["ppl"], "ppl_beyond": run["ppl_beyond"], "dtype": result["dtype"],
+            "estimated_seconds": result["estimate"]["seconds"], "tokens_sha256": result["text"]["tokens_sha256"]}
+
+
+def run_engines(args) -> dict:
+    """Both engines' probe of SmolLM2 yarn ×4 at args.length, written to a temporary folder."""
+    import tempfile
+
+    from ropeconv import api
+    from ropeconv.smollm import ensure_folder, gguf_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"llama.cpp": str(Path(tmp) / "smol-yarn-x4.gguf"), "transformers": str(Path(tmp) / "smol-yarn-x4")}
+        api.extend(str(gguf_path()), "yarn", factor=4, output=models["llama.cpp"])
+        api.extend(str(ensure_folder()), "yarn", factor=4, output=models["transformers"])
+        results = {}
+        for engine in ENGINES:
+            cmd = [sys.executable, __file__, "--engine-child", engine, "--model", models[engine],
+                   "--length", str(args.length)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.stderr.write(done.stderr)
+                raise SystemExit(f"{engine} failed (exit {done.returncode})")
+            results[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"length": args.length, "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "results": results, "time_ratio": results["llama.cpp"]["seconds"] / results["transformers"]["seconds"]}
+
+
 def run_variant(variant: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, "--model", args.model, "--length", str(args.length),
            "--device", args.device, "--dtype", args.dtype, "--chunk", str(args.chunk)]
@@ -140,8 +184,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--engines", action="store_true", help="the whole probe in llama.cpp vs transformers")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--engine-child", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine_child:
+        print(json.dumps(engine_child(args.engine_child, args.model, args.length)))
+        return
+    if args.engines:
+        print(json.dumps(run_engines(args), indent=2))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.model, args.length, args.device, args.dtype, args.chunk)))
         return

@@ -1,20 +1,25 @@
-"""llama.cpp itself on extended GGUF files (needs llama-cpp-python; not in the default run).
+"""llama.cpp itself on the GGUF files ropeconv writes (needs llama-cpp-python; marker `llamacpp`, not in the
+default run).
 
-    pip install llama-cpp-python        # builds llama.cpp from source (several minutes)
+    pip install "ropeconv[llamacpp]"        # builds llama.cpp from source (about 20 minutes on 2 cores)
     pytest -m llamacpp tests/test_llamacpp.py -s
 
-SmolLM2-135M was trained at 8192 tokens. On ~12k tokens of Python standard-library source, llama.cpp's
-own perplexity past position 8192 is compared for the original file (run past its trained length,
-unscaled) and for the files `extend_gguf` writes: the extended model must load with its new context
-and keep its long-context perplexity close to its short-context one, where the original's rises.
+SmolLM2-135M (the packaged Q4_1 GGUF, trained at 8192 tokens) extended ×4 by ropeconv with each method
+llama.cpp can run. What llama.cpp reports it runs with (its own load log, `ropeconv.probe.llamacpp`) must be
+what the method means; `ropeconv probe FILE.gguf` runs in llama.cpp and keeps yarn level past L0 where the
+unscaled file climbs; and llama.cpp's per-position losses agree with transformers' on the folder unpacked
+from the same GGUF, extended the same way. Nothing is stubbed.
+
+Lengths: ROPECONV_LLAMACPP_TOKENS (default 10240: 2k past L0) for the probe past L0,
+ROPECONV_LLAMACPP_AGREE_TOKENS (default 2048) for the agreement.
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import math
 import os
-import sysconfig
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,72 +28,15 @@ import pytest
 pytestmark = pytest.mark.llamacpp
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from ropeconv import gguf_io  # noqa: E402
-from ropeconv.smollm import TRAINED_CONTEXT, gguf_path  # noqa: E402
+from ropeconv import api  # noqa: E402
+from ropeconv.probe import llamacpp, run_probe  # noqa: E402
+from ropeconv.probe import text as texts  # noqa: E402
+from ropeconv.smollm import THETA, TRAINED_CONTEXT, gguf_path  # noqa: E402
 
-N_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_TOKENS", "12288"))
-THREADS = int(os.environ.get("ROPECONV_LLAMACPP_THREADS", str(min(4, os.cpu_count() or 1))))
-STDLIB_FILES = ("argparse.py", "typing.py", "inspect.py", "dataclasses.py", "pathlib.py", "subprocess.py")
-
-
-def stdlib_text(min_chars: int = 200_000) -> str:
-    lib = Path(sysconfig.get_paths()["stdlib"])
-    parts, total = [], 0
-    for name in STDLIB_FILES:
-        path = lib / name
-        if not path.is_file():
-            path = lib / name.replace(".py", "") / "__init__.py"
-        if path.is_file():
-            text = path.read_text(encoding="utf-8", errors="replace")
-            parts.append(text)
-            total += len(text)
-        if total >= min_chars:
-            break
-    return "\n\n".join(parts)
-
-
-def load(path: Path, n_ctx: int):
-    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=THREADS,
-                           n_threads_batch=THREADS, logits_all=True, verbose=False)
-
-
-def token_nll(llm, tokens: list[int], batch: int = 512) -> np.ndarray:
-    """Negative log-likelihood of tokens[1:], each given all tokens before it, one decode per batch.
-
-    Logits are read per batch and reduced at once (never n_ctx × vocabulary of them in memory)."""
-    n_vocab = llm.n_vocab()
-    ctx = llm._ctx.ctx
-    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-    raw = llama_cpp.llama_batch_init(batch, 0, 1)
-    out = []
-    try:
-        for start in range(0, len(tokens) - 1, batch):
-            chunk = tokens[start:min(start + batch, len(tokens) - 1)]
-            raw.n_tokens = len(chunk)
-            for i, tok in enumerate(chunk):
-                raw.token[i] = tok
-                raw.pos[i] = start + i
-                raw.n_seq_id[i] = 1
-                raw.seq_id[i][0] = 0
-                raw.logits[i] = True
-            if llama_cpp.llama_decode(ctx, raw) != 0:
-                raise RuntimeError(f"llama_decode failed at position {start}")
-            ptr = llama_cpp.llama_get_logits(ctx)
-            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                           shape=(len(chunk), n_vocab)).astype(np.float64)
-            top = logits.max(axis=1, keepdims=True)
-            logz = (top[:, 0] + np.log(np.exp(logits - top).sum(axis=1)))
-            targets = np.asarray(tokens[start + 1:start + 1 + len(chunk)])
-            out.append(logz - logits[np.arange(len(chunk)), targets])
-    finally:
-        llama_cpp.llama_batch_free(raw)
-    return np.concatenate(out)
-
-
-def perplexities(nll: np.ndarray, split: int = TRAINED_CONTEXT) -> dict:
-    # nll[i] scores the token at position i + 1
-    return {"short": math.exp(float(nll[:split - 1].mean())), "long": math.exp(float(nll[split - 1:].mean())),
-            "tail_2k": math.exp(float(nll[-2048:].mean()))}
+N_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_TOKENS", "10240"))
+AGREE_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_AGREE_TOKENS", "2048"))
+FACTOR = 4
+ROTARY_DIM = 64  # SmolLM2's head_dim
 
 
 @pytest.fixture(scope="module")
@@ -97,45 +45,168 @@ def smol() -> Path:
 
 
 @pytest.fixture(scope="module")
-def tokens(smol) -> list[int]:
-    llm = llama_cpp.Llama(model_path=str(smol), n_ctx=512, vocab_only=True, verbose=False)
-    toks = llm.tokenize(stdlib_text().encode("utf-8"), add_bos=False, special=False)
-    if len(toks) < N_TOKENS:
-        pytest.skip(f"only {len(toks)} tokens of text")
-    return toks[:N_TOKENS]
+def extended(smol, tmp_path_factory) -> dict[str, Path]:
+    """SmolLM2's GGUF extended ×4 by ropeconv with each method llama.cpp runs."""
+    root = tmp_path_factory.mktemp("llamacpp")
+    out = {}
+    for method in ("yarn", "linear", "ntk", "llama3"):
+        out[method] = root / f"smol-{method}-x4.gguf"
+        api.extend(str(smol), method, factor=FACTOR, output=str(out[method]))
+    return out
 
+
+def rope_of(path: Path, **overrides) -> llamacpp.RopeArgs:
+    loaded = llamacpp.load(path, 512, rope_overrides=overrides or None)
+    return loaded.rope
+
+
+# ---- what llama.cpp runs with -----------------------------------------------------------------------------
+
+def test_yarn_runs_as_yarn(extended):
+    rope = rope_of(extended["yarn"])
+    assert (rope.scaling, rope.freq_scale, rope.n_ctx_orig_yarn, rope.ext_factor) == ("yarn", 0.25, 8192, 1.0)
+    assert rope.freq_base == THETA and rope.n_ctx_train == TRAINED_CONTEXT * FACTOR
+
+
+def test_linear_runs_as_linear(extended):
+    rope = rope_of(extended["linear"])
+    assert (rope.scaling, rope.freq_scale, rope.freq_base, rope.ext_factor) == ("linear", 0.25, THETA, 0.0)
+
+
+def test_ntk_runs_with_the_raised_theta(extended):
+    rope = rope_of(extended["ntk"])
+    d = ROTARY_DIM
+    assert rope.freq_base == pytest.approx(THETA * FACTOR ** (d / (d - 2)), rel=1e-6)  # θ' = θ·s^(d/(d−2))
+    assert rope.freq_scale == 1.0 and rope.scaling != "yarn"
+
+
+def test_llama3_runs_with_its_frequency_tensor(smol, extended):
+    from ropeconv.gguf_io import open_gguf
+
+    rope = rope_of(extended["llama3"])
+    assert rope.freq_scale == 1.0 and rope.freq_base == THETA and rope.scaling != "yarn"
+    # the rope_freqs tensor is in the file, and llama.cpp loaded it: it refuses a file holding a tensor it
+    # does not use ("wrong number of tensors"), so its tensor count includes rope_freqs
+    names = [t.name for t in open_gguf(extended["llama3"]).tensors]
+    assert "rope_freqs.weight" in names and rope.n_tensors == len(names) == rope_of(smol).n_tensors + 1
+
+
+def test_the_runtime_override_flags_equal_the_converted_file(smol, extended):
+    """The launch line's override (--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 8192) on the
+    original file, as llama-cpp-python's keyword arguments: llama.cpp runs the same RoPE as ropeconv's file."""
+    overridden = rope_of(smol, rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
+                         rope_freq_scale=1 / FACTOR, yarn_orig_ctx=TRAINED_CONTEXT)
+    converted = rope_of(extended["yarn"])
+    runtime = ("runtime_scaling", "freq_base", "freq_scale", "ext_factor")
+    assert {k: getattr(overridden, k) for k in runtime} == {k: getattr(converted, k) for k in runtime}
+    # the original file's own keys are unchanged: the override is what makes it yarn at run time
+    assert rope_of(smol).freq_scale == 1.0 and overridden.freq_scale == 0.25
+    # YaRN's L0 as llama.cpp runs it: llama_context takes yarn_orig_ctx; print_info shows the file's
+    assert converted.n_ctx_orig_yarn == TRAINED_CONTEXT
+
+
+# ---- the probe through llama.cpp --------------------------------------------------------------------------
+
+def test_probe_gguf_yarn_stays_level_past_L0_where_the_original_climbs(smol, extended, tmp_path):
+    started = time.perf_counter()
+    result = run_probe(extended["yarn"], against=smol, lengths=[N_TOKENS], progress=False)
+    seconds = time.perf_counter() - started
+    print(f"\nprobe in llama.cpp, yarn x4 against the original, {N_TOKENS} tokens: {seconds:.0f} s")
+    assert result["engine"] == "llama.cpp"
+    run = result["results"][0]
+    print({role: (run[role]["ppl_inside_second_half"], run[role]["ppl_beyond"]) for role in ("against", "model")})
+    assert result["verdict"]["status"] == "pass", result["verdict"]
+    # the control: the unscaled file, run past its trained length, fails the same threshold
+    assert not all(check["passed"] for check in result["verdict"]["source_checks"])
+    assert run["model"]["ppl_beyond"] < run["against"]["ppl_beyond"]
+    rope = result["llama_cpp"]["rope"]
+    assert rope["model"]["scaling"] == "yarn" and rope["against"]["freq_scale"] == 1.0
+    assert result["llama_cpp"]["build"].startswith("llama-cpp-python ")
+    # a ropeconv output: the result is saved beside it, never inside the file
+    saved = Path(result["saved"])
+    assert saved == extended["yarn"].with_name(extended["yarn"].name + ".probe.json")
+    assert json.loads(saved.read_text())["llama_cpp"]["rope"]["model"]["n_ctx_orig_yarn"] == 8192
+
+
+def test_the_cli_probes_a_gguf_and_shows_the_rope_it_ran(smol, tmp_path):
+    from typer.testing import CliRunner
+
+    from ropeconv.cli import app
+
+    plain = tmp_path / "smol.gguf"
+    plain.symlink_to(smol)  # the packaged file, seen from a folder the test may write in
+    result = CliRunner().invoke(app, ["probe", str(plain), "--lengths", "512"])
+    assert result.exit_code == 0, result.output
+    assert "llama.cpp RoPE as run" in result.output and "scaling linear" in result.output
+    assert "estimated time" in result.output and "[1/1]" in result.output
+    assert not list(tmp_path.glob("*.probe.json"))  # not a ropeconv output: nothing saved
+
+
+# ---- agreement with the transformers probe ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def original(smol, tokens) -> dict:
-    llm = load(smol, N_TOKENS)
-    result = perplexities(token_nll(llm, tokens))
-    print(f"\noriginal (unscaled, trained 8192): {result}")
-    return result
+def yarn_folder(tmp_path_factory) -> Path:
+    """The folder unpacked from the same GGUF (ropeconv.smollm), extended yarn ×4 the same way."""
+    from ropeconv.smollm import ensure_folder
+
+    folder = tmp_path_factory.mktemp("hf") / "smol-yarn-x4"
+    api.extend(str(ensure_folder()), "yarn", factor=FACTOR, output=str(folder))
+    return folder
 
 
-def test_yarn_x4_loads_with_32768_context_and_holds_perplexity(smol, tokens, original, tmp_path_factory):
-    out = tmp_path_factory.mktemp("llamacpp") / "smol-yarn-x4.gguf"
-    gguf_io.extend_gguf(smol, "yarn", factor=4, output=out)
-    llm = load(out, 0)  # 0: llama.cpp's default, the file's context_length
-    assert llm.n_ctx() == 32768
-    assert llama_cpp.llama_model_n_ctx_train(llm.model) == 32768
-    assert llama_cpp.llama_model_rope_freq_scale_train(llm.model) == pytest.approx(0.25)
-    del llm
-    llm = load(out, N_TOKENS)  # the same file; a context just long enough for the text is faster
-    result = perplexities(token_nll(llm, tokens))
-    print(f"yarn x4: {result}")
-    assert result["long"] < original["long"]
-    assert result["long"] < 1.25 * result["short"]  # past 8192 it stays close to its own short-context level
+def test_llama_cpp_losses_agree_with_transformers_per_position(extended, yarn_folder):
+    from ropeconv.probe.backend import LlamaCppBackend, TransformersBackend
+    from ropeconv.probe.measure import pick_dtype
+
+    folder = yarn_folder
+    text = texts.stdlib_text()
+    hf = TransformersBackend(device="cpu", torch_dtype=pick_dtype("cpu", "float32"))
+    cpp = LlamaCppBackend(n_ctx=AGREE_TOKENS)
+    losses, ids, seconds = {}, {}, {}
+    for name, backend, path in (("transformers", hf, folder), ("llama.cpp", cpp, extended["yarn"])):
+        ids[name] = texts.tokenize(backend.tokenizer(path), text, AGREE_TOKENS)
+        loaded = backend.load(path)
+        started = time.perf_counter()
+        losses[name] = np.asarray([float(v) for v in backend.token_losses(loaded, ids[name], 1024)])
+        seconds[name] = time.perf_counter() - started
+        loaded = None
+        backend.release()
+    assert ids["transformers"] == ids["llama.cpp"]  # the GGUF's own tokenizer makes the same tokens
+    a, b = losses["transformers"], losses["llama.cpp"]
+    correlation = float(np.corrcoef(a, b)[0, 1])
+    print(f"\n{AGREE_TOKENS} tokens: correlation {correlation:.4f}; perplexity transformers "
+          f"{math.exp(a.mean()):.3f}, llama.cpp {math.exp(b.mean()):.3f}; seconds {seconds}")
+    assert correlation >= 0.99
+    assert math.exp(b.mean()) == pytest.approx(math.exp(a.mean()), rel=0.05)
 
 
-@pytest.mark.parametrize("method", ["llama3", "ntk"])
-def test_other_methods_load_and_run_past_8192(smol, tokens, original, method, tmp_path_factory):
-    out = tmp_path_factory.mktemp("llamacpp") / f"smol-{method}-x4.gguf"
-    gguf_io.extend_gguf(smol, method, factor=4, output=out)
-    llm = load(out, N_TOKENS)
-    assert llama_cpp.llama_model_n_ctx_train(llm.model) == 32768
-    result = perplexities(token_nll(llm, tokens))
-    print(f"{method} x4: {result}")
-    # training-free methods that keep the high frequencies: better than the unscaled model past 8192
-    assert result["long"] < original["long"]
-    assert result["tail_2k"] < original["tail_2k"]
+def test_passkey_through_llama_cpp_answers_as_transformers_does(extended, yarn_folder):
+    """Greedy decoding in llama.cpp (`llamacpp.greedy_tokens`) on the same passkey prompts as transformers'
+    generate. The answers may differ where the first token is a near tie: at 1024 tokens, depth 0.2, llama.cpp
+    ranks " the" 0.02 above " " and transformers " " 0.04 above " the" (llama.cpp's 8-bit activations on
+    Q4_1 weights). So: the same prompts, agreement on at least one, accuracy within one trial, and greedy's
+    first token is the argmax of llama.cpp's logits at the prompt's last position, read the token_losses way."""
+    import numpy as np
+
+    results = {}
+    for name, model in (("llama.cpp", extended["yarn"]), ("transformers", yarn_folder)):
+        started = time.perf_counter()
+        results[name] = run_probe(model, lengths=[1024], passkey=True, depths="0.2,0.8", save=False,
+                                  dtype="float32" if name == "transformers" else "auto", progress=False)
+        print(f"\npasskey, {name}: {time.perf_counter() - started:.0f} s, {results[name]['passkey']['per_length']}")
+    trials = {name: r["passkey"]["per_length"][0]["trials"] for name, r in results.items()}
+    assert [(t["tokens"], t["key"]) for t in trials["llama.cpp"]] == [(t["tokens"], t["key"]) for t in trials["transformers"]]
+    assert any(a["answer"] == b["answer"] for a, b in zip(trials["llama.cpp"], trials["transformers"]))
+    correct = {name: sum(t["correct"] for t in rows) for name, rows in trials.items()}
+    assert abs(correct["llama.cpp"] - correct["transformers"]) <= 1 and correct["llama.cpp"] >= 1
+
+    from ropeconv.probe.passkey import build_prompt, passkey_for
+
+    gguf = extended["yarn"]
+    ids = build_prompt(llamacpp.GgufTokenizer(gguf), 1024, 0.2, passkey_for(1024, 0.2))
+    loaded = llamacpp.load(gguf, 1100)
+    with llamacpp._Decoder(loaded, len(ids), llamacpp.BATCH) as decoder:
+        for start in range(0, len(ids), llamacpp.BATCH):
+            every = decoder.decode(ids[start:start + llamacpp.BATCH], start, every_logit=True)
+        expected = int(np.argmax(every[-1]))
+    assert llamacpp.greedy_tokens(loaded, ids, 1) == [expected]

@@ -143,6 +143,8 @@ def render(result: dict, console=None) -> None:
     reason = f": {result['dtype_reason']}" if result.get("dtype_reason") else ""
     console.print(f"[dim]text: {_escape(text['name'])}, sha256 {text['sha256'][:12]}…; device {result['device']}, "
                   f"{result['dtype']}{_escape(reason)}; {duration(result['seconds'])}[/]")
+    if result.get("llama_cpp"):
+        console.print(one_line(llama_cpp_line(result["llama_cpp"], against)), markup=False)
     for warning in result.get("warnings", []):
         console.print(f"[yellow]warning:[/] {_escape(warning)}")
     if result.get("hint"):
@@ -166,3 +168,22 @@ def render(result: dict, console=None) -> None:
     if result.get("saved"):
         console.print(f"[dim]saved {_escape(result['saved'])}[/]")
 
+
+def llama_cpp_line(info: dict, against: bool) -> str:
+    """One line: which llama.cpp ran the probe and the RoPE arguments it reported for each model."""
+    def args(rope: dict) -> str:
+        scaling = rope.get("runtime_scaling") or rope.get("scaling")
+        parts = [f"scaling {scaling}", f"freq_base {_g(rope.get('freq_base'))}",
+                 f"freq_scale {_g(rope.get('freq_scale'))}"]
+        if scaling == "yarn":
+            parts += [f"n_ctx_orig_yarn {rope.get('n_ctx_orig_yarn')}", f"ext_factor {_g(rope.get('ext_factor'))}"]
+        return ", ".join(parts)
+
+    ropes = info.get("rope", {})
+    names = (("after", "model"), ("before", "against")) if against else (("", "model"),)
+    shown = "; ".join(f"{word + ': ' if word else ''}{args(ropes[role])}" for word, role in names if role in ropes)
+    return f"llama.cpp RoPE as run — {shown} ({info.get('build')})"
+
+
+def _g(value) -> str:
+    return "?" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)

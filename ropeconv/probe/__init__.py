@@ -11,10 +11,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ropeconv.errors import RopeconvError
 from ropeconv.numbers import parse_tokens, show, token_problem
+from ropeconv.probe.measure import load_tokenizer
 from ropeconv.probe.options import ProbeOptionError
 from ropeconv.probe.progress import (LONG_ESTIMATE_SECONDS, Estimate, ProbeReporter, ProbeStep, TextReporter,
                                      shorten_hint, window_cost)
@@ -24,6 +25,9 @@ from ropeconv.redact import redact_json
 RESULT_NAME = "probe.json"
 SHORT_LENGTH = 4096
 MIN_LENGTH = 16
+
+if TYPE_CHECKING:
+    from ropeconv.probe.backend import Backend
 
 __all__ = ["run_probe", "parse_lengths", "default_lengths", "Thresholds", "RESULT_NAME", "ProbeReporter",
            "TextReporter", "ProbeStep", "Estimate", "ProbeOptionError", "load_tokenizer", "guarded"]
@@ -100,15 +104,20 @@ def run_probe(model: str | Path, against: str | Path | None = None, lengths: str
 
 def _prepare(model, against, lengths, quick, passkey, device, dtype, text, dataset, thresholds, original_context,
              depths, buckets, chunk, save) -> _Setup:
-    """run_probe's inputs checked, without printing anything: models, lengths, text, device, and each
-    model's tokens of the text (which must fit its vocabulary)."""
-    from ropeconv.probe import measure, text as texts
+    """run_probe's inputs checked, without printing anything: models, lengths, the engine (a GGUF file runs
+    in llama.cpp, a folder in transformers), text, device, and each model's tokens of the text (which must
+    fit its vocabulary)."""
+    from ropeconv.probe import text as texts
+    from ropeconv.probe.backend import check_same_kind, describe_gguf, is_gguf, pick_backend
 
     thresholds = thresholds or Thresholds()
     if buckets < 1 or chunk < 1:
         raise RopeconvError("buckets and chunk must be positive", "e.g. 8 buckets, chunks of 1024 positions")
-    target = _describe(model, original_context)
-    base = _describe(against, original_context) if against is not None else None
+    gguf = is_gguf(model)
+    check_same_kind(gguf, is_gguf(against) if against is not None else None)
+    describe = describe_gguf if gguf else _describe
+    target = describe(model, original_context)
+    base = describe(against, original_context) if against is not None else None
     trained = target["original_context"]
     wanted = parse_lengths(lengths) if lengths is not None else default_lengths(trained, target["served_context"], quick)
     depth_list = None
@@ -116,14 +125,14 @@ def _prepare(model, against, lengths, quick, passkey, device, dtype, text, datas
         from ropeconv.probe.passkey import parse_depths
 
         depth_list = parse_depths(depths)
+    from ropeconv.probe.passkey import ANSWER_TOKENS
+
+    backend, choice = pick_backend(gguf, device, dtype, n_ctx=max(wanted) + ANSWER_TOKENS)
     source_text = texts.load_text(text, dataset, min_tokens=max(wanted))
-    device_name = measure.pick_device(device)
-    choice = measure.dtype_choice(device_name, dtype)
-    torch_dtype = measure.pick_dtype(device_name, choice.dtype)
-    inputs = {role: _model_input(role, info, target, source_text, max(wanted))
+    inputs = {role: _model_input(role, info, target, source_text, max(wanted), backend)
               for role, info in (("against", base), ("model", target)) if info is not None}
     return _Setup(target=target, base=base, lengths=wanted, trained=trained, quick=quick and lengths is None,
-                  depths=depth_list, text=source_text, device=device_name, dtype=choice, torch_dtype=torch_dtype,
+                  depths=depth_list, text=source_text, backend=backend, dtype=choice,
                   thresholds=thresholds, buckets=buckets, chunk=chunk, save=save, started=0.0, inputs=inputs)
 
 
@@ -135,19 +144,18 @@ class _ModelInput:
     ids: list[int]
 
 
-def _model_input(role: str, info: dict, target: dict, source_text, count: int) -> _ModelInput:
-    """The model's files checked (none links out of its folder; weights present), its tokens of the text,
-    and those tokens checked against its vocabulary — an id past the embedding would crash the forward pass."""
-    from ropeconv.folder import model_files
+def _model_input(role: str, info: dict, target: dict, source_text, count: int, backend) -> _ModelInput:
+    """The model's files checked (a folder: none links out of it, weights present), its tokens of the text
+    (by its own tokenizer: a GGUF's through llama.cpp), and those tokens checked against its vocabulary —
+    an id past the embedding would crash the forward pass."""
     from ropeconv.probe import text as texts
+    from ropeconv.probe.backend import TRANSFORMERS
 
-    files = model_files(Path(info["path"]))
-    if not any(name.endswith((".safetensors", ".bin")) for name in files):
-        raise RopeconvError(f"{info['label']} has no weights (no *.safetensors or *.bin file in {info['path']})",
-                            "pass a Hugging Face model folder with config.json and its weights")
-    tokenizer = load_tokenizer(Path(info["path"]))
+    if backend.name == TRANSFORMERS:
+        _check_weights(info)
+    tokenizer = backend.tokenizer(Path(info["path"]))
     ids = texts.tokenize(tokenizer, source_text, count)
-    vocab = info["vocab_size"]
+    vocab = backend.vocab_size(tokenizer, info["vocab_size"])
     if vocab is not None and ids and max(ids) >= vocab:
         who = f"BASE {info['label']}" if role == "against" else f"MODEL {info['label']}"
         other = target["vocab_size"] if role == "against" else None
@@ -157,6 +165,16 @@ def _model_input(role: str, info: dict, target: dict, source_text, count: int) -
                             "compare against the model MODEL was made from (the same vocabulary)" if role == "against"
                             else "use a folder whose tokenizer matches its config.json (vocab_size)")
     return _ModelInput(tokenizer=tokenizer, ids=ids)
+
+
+def _check_weights(info: dict) -> None:
+    """A folder's files (none links out of it) and its weights, present before anything loads."""
+    from ropeconv.folder import model_files
+
+    files = model_files(Path(info["path"]))
+    if not any(name.endswith((".safetensors", ".bin")) for name in files):
+        raise RopeconvError(f"{info['label']} has no weights (no *.safetensors or *.bin file in {info['path']})",
+                            "pass a Hugging Face model folder with config.json and its weights")
 
 
 def _os_problem(exc: OSError) -> RopeconvError:
@@ -170,16 +188,15 @@ def _os_problem(exc: OSError) -> RopeconvError:
 class _Setup:
     """One probe run, its inputs checked: what to measure, on what, and how to judge it."""
 
-    target: dict  # _describe(MODEL)
-    base: dict | None  # _describe(BASE) with --against
+    target: dict  # _describe(MODEL) or describe_gguf(MODEL)
+    base: dict | None  # the same for BASE, with --against
     lengths: list[int]
     trained: int  # L0
     quick: bool  # --quick chose the lengths
     depths: list[float] | None  # passkey depths; None without --passkey
     text: Any  # probe.text.Text
-    device: str
+    backend: Backend  # transformers for a folder, llama.cpp for a GGUF
     dtype: Any  # measure.DtypeChoice
-    torch_dtype: Any
     thresholds: Thresholds
     buckets: int
     chunk: int
@@ -187,103 +204,147 @@ class _Setup:
     started: float  # time.perf_counter() at the start
     inputs: dict  # role ("against", "model") -> _ModelInput
 
+    @property
+    def device(self) -> str:
+        return self.backend.device
+
+    @property
+    def roles(self) -> list[tuple[str, dict]]:
+        return [(role, info) for role, info in (("against", self.base), ("model", self.target)) if info is not None]
+
+
+@dataclass
+class _Run:
+    """What the measuring loop gathers: per length its summaries, the passkey result, what each engine said."""
+
+    runs: list[dict]  # {"length": n, role: summary, …}
+    token_info: dict = dataclasses.field(default_factory=dict)  # role -> sha256 of its tokens
+    passkey: dict | None = None
+    engine: dict = dataclasses.field(default_factory=dict)  # role -> Backend.engine_report
+
 
 def _measure_and_judge(setup: _Setup, reporter: ProbeReporter) -> dict:
-    from ropeconv.probe import measure, text as texts
-
-    target, base, wanted, trained, quick = setup.target, setup.base, setup.lengths, setup.trained, setup.quick
-    source_text, device_name, chunk, buckets = setup.text, setup.device, setup.chunk, setup.buckets
-    passkey, depth_list, thresholds = setup.depths is not None, setup.depths, setup.thresholds
-    roles = [(role, info) for role, info in (("against", base), ("model", target)) if info is not None]
+    """Measure every model over its windows (one loop, whichever engine), then judge and build the result."""
+    trained = setup.trained
     # Which windows each model needs: with static RoPE the shorter lengths are prefixes of the longest.
-    windows = {role: measured_windows(wanted, info["record"]["rope_type"]) for role, info in roles}
-    runs = [{"length": n} for n in wanted]
-    token_info: dict[str, Any] = {}
+    windows = {role: measured_windows(setup.lengths, info["record"]["rope_type"]) for role, info in setup.roles}
+    quick_windows = measured_windows(default_lengths(trained, setup.target["served_context"], quick=True),
+                                     setup.target["record"]["rope_type"])
+    timer = _Timer([(role, n) for role, _ in setup.roles for n in windows[role]], quick_windows, setup.quick,
+                   setup.chunk)
+    gathered = _Run(runs=[{"length": n} for n in setup.lengths])
+    for role, info in setup.roles:
+        _measure_model(setup, role, info, windows[role], timer, gathered, reporter)
+    return _result(setup, gathered, timer)
+
+
+def _measure_model(setup: _Setup, role: str, info: dict, windows: list[int], timer: _Timer, gathered: _Run,
+                   reporter: ProbeReporter) -> None:
+    """Load one model, warm up (the first model only), measure each of its windows, and run the passkey."""
+    from ropeconv.probe import text as texts
+
+    backend, device = setup.backend, setup.device
+    label = f"{'before' if role == 'against' else 'after' if setup.base else 'model'}: {info['label']}"
+    tokenizer, ids = setup.inputs[role].tokenizer, setup.inputs[role].ids
+    gathered.token_info[role] = texts.token_fingerprint(ids)
+    t0 = time.perf_counter()
+    loaded = backend.load(Path(info["path"]))
+    # said once loaded, not before: a model that does not load gets its one error line and nothing else
+    reporter.note(f"loaded {label} ({time.perf_counter() - t0:.0f} s)")
+    try:
+        gathered.engine[role] = backend.engine_report(loaded)
+        if timer.estimate is None:
+            _measuring(lambda: timer.warm_up(backend, loaded, ids, time.perf_counter() - t0),
+                       f"the warm-up of {label}", device)
+            reporter.estimate(timer.estimate)
+        for window in windows:
+            _measure_window(setup, role, label, loaded, ids, window, timer, gathered.runs, reporter)
+        if role == "model" and setup.depths is not None:
+            from ropeconv.probe.passkey import run_passkey
+
+            reporter.note(f"{label} · passkey at {len(setup.lengths) * len(setup.depths)} prompts")
+            answer = lambda prompt: backend.greedy_answer(loaded, tokenizer, prompt)  # noqa: E731
+            gathered.passkey = _measuring(lambda: run_passkey(loaded, tokenizer, setup.lengths, setup.depths,
+                                                              reporter.advance, answer=answer),
+                                          "running the passkey test", device)
+    finally:
+        loaded = None  # drop the weights before the next model loads
+        backend.release()
+
+
+def _measure_window(setup: _Setup, role: str, label: str, loaded, ids: list[int], window: int, timer: _Timer,
+                    runs: list[dict], reporter: ProbeReporter) -> None:
+    """One forward pass over `window` tokens; its losses summarized for this length and the shorter ones."""
+    from ropeconv.probe import measure
+
+    backend = setup.backend
+    step = timer.step(role, label, window, backend.steps_for(loaded, window, setup.chunk))
+    reporter.begin(step)
+    t0 = time.perf_counter()
+    losses = _measuring(lambda: backend.token_losses(loaded, ids[:window], setup.chunk, reporter.advance),
+                        f"measuring {window} tokens of {label}", setup.device)
+    seconds = round(time.perf_counter() - t0, 2)
+    timer.measured(window, seconds)
+    for run in runs:  # this window's own length, and the shorter ones it is the prefix of
+        n = run["length"]
+        if n > window or role in run:
+            continue
+        summary = measure.summarize(losses[:n - 1], setup.trained, setup.buckets)
+        summary["seconds"] = seconds if n == window else 0.0
+        if n != window:
+            summary["prefix_of"] = window
+        run[role] = summary
+    line = "; ".join(f"{r['length']} tokens: perplexity {_fmt(r[role]['ppl'])}" for r in runs
+                     if role in r and (r["length"] == window or r[role].get("prefix_of") == window))
+    reporter.end(step, f"{label} at {line} ({seconds:.0f} s)")
+
+
+def _result(setup: _Setup, gathered: _Run, timer: _Timer) -> dict:
+    """The verdict and the result dict (saved beside or inside a ropeconv output)."""
+    target, base, trained, thresholds, runs = setup.target, setup.base, setup.trained, setup.thresholds, gathered.runs
     warnings: list[str] = []
-    passkey_result = None
-    quick_windows = measured_windows(default_lengths(trained, target["served_context"], quick=True),
-                                     target["record"]["rope_type"])
-    timer = _Timer([(role, n) for role, _ in roles for n in windows[role]], quick_windows, quick, chunk)
-    for role, info in roles:
-        label = f"{'before' if role == 'against' else 'after' if base else 'model'}: {info['label']}"
-        tokenizer, ids = setup.inputs[role].tokenizer, setup.inputs[role].ids
-        token_info[role] = texts.token_fingerprint(ids)
-        t0 = time.perf_counter()
-        loaded = measure.load_model(info["path"], device_name, setup.torch_dtype)
-        # said once loaded, not before: a model that does not load gets its one error line and nothing else
-        reporter.note(f"loaded {label} ({time.perf_counter() - t0:.0f} s)")
-        try:
-            if timer.estimate is None:
-                _measuring(lambda: timer.warm_up(loaded, ids, time.perf_counter() - t0, device_name),
-                           f"the warm-up of {label}", device_name)
-                reporter.estimate(timer.estimate)
-            for window in windows[role]:
-                step = timer.step(role, label, window, measure.steps_for(loaded, window, chunk))
-                reporter.begin(step)
-                t0 = time.perf_counter()
-                losses = _measuring(lambda: measure.token_losses(loaded, ids[:window], chunk=chunk,
-                                                                 advance=reporter.advance),
-                                    f"measuring {window} tokens of {label}", device_name)
-                seconds = round(time.perf_counter() - t0, 2)
-                timer.measured(window, seconds)
-                for run in runs:  # this window's own length, and the shorter ones it is the prefix of
-                    n = run["length"]
-                    if n > window or role in run:
-                        continue
-                    summary = measure.summarize(losses[:n - 1], trained, buckets)
-                    summary["seconds"] = seconds if n == window else 0.0
-                    if n != window:
-                        summary["prefix_of"] = window
-                    run[role] = summary
-                line = "; ".join(f"{r['length']} tokens: perplexity {_fmt(r[role]['ppl'])}" for r in runs
-                                 if role in r and (r["length"] == window or r[role].get("prefix_of") == window))
-                reporter.end(step, f"{label} at {line} ({seconds:.0f} s)")
-            if role == "model" and passkey:
-                from ropeconv.probe.passkey import run_passkey
-
-                reporter.note(f"{label} · passkey at {len(wanted) * len(depth_list)} prompts")
-                passkey_result = _measuring(lambda: run_passkey(loaded, tokenizer, wanted, depth_list,
-                                                                reporter.advance),
-                                            "running the passkey test", device_name)
-        finally:
-            loaded = None  # drop the weights before the next model loads
-            measure.release_memory(device_name)
-    if base is not None and token_info.get("against") != token_info.get("model"):
+    if base is not None and gathered.token_info.get("against") != gathered.token_info.get("model"):
         warnings.append("MODEL and BASE tokenize the text differently: their perplexities are not directly comparable")
-
-    verdict = judge(runs, trained, thresholds, passkey_result)
+    verdict = judge(runs, trained, thresholds, gathered.passkey)
     if base is not None:
         verdict["source_checks"] = source_checks(runs, trained, thresholds)
     result = {
         "model": target["record"],
         "against": base["record"] if base else None,
-        "device": device_name,
+        "engine": setup.backend.name,
+        "device": setup.device,
         "dtype": setup.dtype.dtype,
         "dtype_reason": setup.dtype.reason,
-        "text": {**source_text.describe(), "tokens_sha256": token_info.get("model")},
-        "method": _method_note(trained, buckets, chunk),
-        "lengths": wanted,
-        "quick": quick,
+        "text": {**setup.text.describe(), "tokens_sha256": gathered.token_info.get("model")},
+        "method": _method_note(trained, setup.buckets, setup.chunk, setup.backend),
+        "lengths": setup.lengths,
+        "quick": setup.quick,
         "trained_context": trained,
         "results": runs,
-        "passkey": passkey_result,
+        "passkey": gathered.passkey,
         "thresholds": thresholds.to_dict(),
         "verdict": verdict,
         "warnings": warnings,
         "estimate": timer.estimate.to_dict() if timer.estimate else None,
         "seconds": round(time.perf_counter() - setup.started, 2),
     }
-    if quick and timer.estimate is not None:
+    reports = {role: report for role, report in gathered.engine.items() if report}
+    if reports:  # llama.cpp: which build ran it, and the RoPE arguments it reported for each model
+        result["llama_cpp"] = {"build": next(iter(reports.values()))["build"],
+                               "rope": {role: report["rope"] for role, report in reports.items()}}
+    if setup.quick and timer.estimate is not None:
         full = default_lengths(trained, target["served_context"])
         seconds = timer.predict(measured_windows(full, target["record"]["rope_type"]))
         # 3 significant digits: a tiny model's full probe takes milliseconds, which 0.1 s rounding called 0
-        result["full_probe"] = {"lengths": full, "models": len(roles), "estimated_seconds": float(f"{seconds:.3g}")}
+        result["full_probe"] = {"lengths": full, "models": len(setup.roles), "estimated_seconds": float(f"{seconds:.3g}")}
     if base is None and verdict["status"] != "fail":
         source = target.get("recorded_source") or "SOURCE"
         result["hint"] = (f"without --against only the level past L0 is judged; a conversion worse everywhere "
                           f"than its source also passes it: compare with --against {source}")
     if setup.save and target["is_ropeconv_output"]:
-        result["saved"] = _save(Path(target["path"]) / RESULT_NAME, result, warnings)
+        from ropeconv.probe.backend import result_path
+
+        result["saved"] = _save(result_path(target, RESULT_NAME), result, warnings)
     return redact_json(result)  # a dataset or model named by a URL with a password prints and saves masked
 
 
@@ -317,17 +378,12 @@ class _Timer:
     def cost(self, length: int) -> float:
         return window_cost(length, *self.costs)
 
-    def warm_up(self, model, ids: list[int], load_seconds: float, device: str) -> None:
-        from ropeconv.probe import measure
-
-        self.costs = measure.flops_per_token(model)
+    def warm_up(self, backend, model, ids: list[int], load_seconds: float) -> None:
+        self.costs = backend.flops_per_token(model)
         tokens = min(WARMUP_TOKENS, len(ids), min(n for _, n in self.plan))
         t0 = time.perf_counter()
-        measure.token_losses(model, ids[:tokens], chunk=self.chunk)
-        if device == "cuda":
-            import torch
-
-            torch.cuda.synchronize()
+        backend.token_losses(model, ids[:tokens], self.chunk)
+        backend.synchronize()
         warmup = time.perf_counter() - t0
         self.seconds_per_flop = warmup / self.cost(tokens)
         self.load_seconds = load_seconds
@@ -414,20 +470,6 @@ def _vocab_size(config: dict) -> int | None:
     return parse_tokens(value) if isinstance(value, int) else None
 
 
-def load_tokenizer(path: Path):
-    """The tokenizer of a model folder (transformers' AutoTokenizer), or a one-line error."""
-    from transformers import AutoTokenizer
-
-    from ropeconv.probe.measure import first_line, quiet_transformers
-
-    with quiet_transformers():
-        try:
-            return AutoTokenizer.from_pretrained(path)
-        except Exception as exc:  # the loader's errors vary; the user gets one line
-            raise RopeconvError(f"cannot load the tokenizer of {path}: {first_line(exc)}",
-                                "the model folder needs its tokenizer files (tokenizer.json or similar)") from None
-
-
 def guarded(body, what: str, device: str):
     """Run a measurement; an out-of-memory becomes a one-line error with what to change."""
     from ropeconv.probe import measure
@@ -460,12 +502,11 @@ _load_tokenizer = load_tokenizer
 _guarded = guarded  # TODO(lead): remove alias
 
 
-def _method_note(trained: int, buckets: int, chunk: int) -> dict:
+def _method_note(trained: int, buckets: int, chunk: int, backend) -> dict:
     return {
         "protocol": "one forward pass over the first L tokens of the text per length (YaRN paper protocol; "
                     "no sliding window); the tokenizer's usual special tokens included",
-        "loss": f"negative log-likelihood (nats) of token t+1 given tokens 0..t, in float32, from the LM head "
-                f"applied to the final hidden states in chunks of {chunk} positions",
+        "loss": f"negative log-likelihood (nats) of token t+1 given tokens 0..t, from {backend.loss_note(chunk)}",
         "average": "token-weighted mean of the per-token loss over the positions covered; perplexity = exp(mean)",
         "positions": f"query position t, 0-based; 'inside' = t < {trained} (L0), 'beyond' = t ≥ {trained}",
         "buckets": f"{buckets} near-equal position ranges, one edge at L0 when the window passes it",

@@ -134,6 +134,18 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def load_tokenizer(path: Path):
+    """The tokenizer of a model folder (transformers' AutoTokenizer), or a one-line error."""
+    from transformers import AutoTokenizer
+
+    with quiet_transformers():
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except Exception as exc:  # the loader's errors vary; the user gets one line
+            raise RopeconvError(f"cannot load the tokenizer of {path}: {first_line(exc)}",
+                                "the model folder needs its tokenizer files (tokenizer.json or similar)") from None
+
+
 def load_model(path: Path, device: str, dtype) -> object:
     """The causal LM in `path`, ready for inference: SDPA attention, weights on `device`
     (spread over every visible GPU by accelerate when it does not fit on one)."""

@@ -90,8 +90,11 @@ def greedy_answer(model, tokenizer, ids: list[int]) -> str:
 
 
 def run_passkey(model, tokenizer, lengths: list[int], depths: tuple[float, ...] = DEFAULT_DEPTHS,
-                advance: Callable[[int], None] | None = None) -> dict:
-    """Accuracy per length and depth (one trial per pair)."""
+                advance: Callable[[int], None] | None = None,
+                answer: Callable[[list[int]], str] | None = None) -> dict:
+    """Accuracy per length and depth (one trial per pair). `answer(ids)`: the model's greedy continuation
+    of a prompt as text (default: transformers' generate; the probe's llama.cpp backend passes its own)."""
+    answer = answer or (lambda ids: greedy_answer(model, tokenizer, ids))
     per_length = []
     hits = trials = 0
     for length in lengths:
@@ -99,9 +102,9 @@ def run_passkey(model, tokenizer, lengths: list[int], depths: tuple[float, ...] 
         for depth in depths:
             key = passkey_for(length, depth)
             ids = build_prompt(tokenizer, length, depth, key)
-            answer = greedy_answer(model, tokenizer, ids)
-            correct = first_integer(answer) == key
-            rows.append({"depth": depth, "tokens": len(ids), "key": key, "answer": answer.strip(), "correct": correct})
+            said = answer(ids)
+            correct = first_integer(said) == key
+            rows.append({"depth": depth, "tokens": len(ids), "key": key, "answer": said.strip(), "correct": correct})
             hits += correct
             trials += 1
             if advance:

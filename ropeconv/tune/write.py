@@ -37,7 +37,6 @@ class Reservation:
 
     @classmethod
     def claim(cls, dest: Path) -> "Reservation":
-
         dest = dest.absolute()
         created = make_parents(dest.parent)
         remove_leftovers(dest)  # what killed runs left; a live run's folder is locked and kept
@@ -53,7 +52,6 @@ class Reservation:
 
     def finish(self, write_files: Callable[[Path], None], force: bool) -> None:
         """Let `write_files(folder)` fill `inner`, then rename it into place (the one visible change)."""
-
         write_files(self.inner)
         move_into_place(self.inner, self.dest, force)
 
