@@ -34,10 +34,10 @@ def main() -> None:
     import torch
 
     from ropeconv.probe import measure, text as texts
-    from ropeconv.probe import _load_tokenizer
+    from ropeconv.probe import load_tokenizer
 
     folder = Path(args.model) if args.model else Path(__import__("ropeconv.smollm", fromlist=["x"]).ensure_folder())
-    tokenizer = _load_tokenizer(folder)
+    tokenizer = load_tokenizer(folder)
     ids = texts.tokenize(tokenizer, texts.load_text(None, None, min_tokens=args.length), args.length)
     models = {name: measure.load_model(folder, "cpu", getattr(torch, name)) for name in ("float32", "bfloat16")}
     for model in models.values():  # one untimed pass each: first-call allocations and kernel selection

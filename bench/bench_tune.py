@@ -62,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from ropeconv import smollm
-    from ropeconv.probe import _load_tokenizer, measure, text as texts
+    from ropeconv.probe import load_tokenizer, measure, text as texts
     from ropeconv.folder import read_config
     from ropeconv.spec import read_spec
     from ropeconv.tune import TuneSettings, run_tune
@@ -77,7 +77,7 @@ def main() -> int:
     device = measure.pick_device("auto")
     choice = measure.dtype_choice(device, args.dtype)
     texts_by_name = {"calibration": texts.load_text(None, None), "unseen": texts.load_text(unseen_text_file(work))}
-    tokenizer = _load_tokenizer(model)
+    tokenizer = load_tokenizer(model)
     figures: dict = {"model": str(model), "L0": L0, "device": device, "dtype": choice.dtype,
                      "short_length": args.short_length, "targets": []}
 

@@ -28,7 +28,7 @@ from ropeconv.request import RequestError
 # Never carried into an output: VCS and cache folders (at any depth), ropeconv's own cache marker,
 # and files that describe the source rather than the output (at the top level).
 SKIP_NAMES = {".cache", ".git", ".gitattributes.lock", ".ropeconv-complete"}
-SKIP_AT_ROOT = {"probe.json", "tune.json", "tune.png"}  # measurements of that folder, not of a new output
+SKIP_AT_ROOT = {"probe.json", "tune.json", "tune.png", "finetune.json", "finetune.png"}  # measurements of that folder, not of a new output
 TMP_MARK = ".ropeconv-tmp-"
 OLD_MARK = ".ropeconv-old-"
 
