@@ -208,7 +208,7 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
     try:
         with terminate_as_interrupt():
             tmp = make_temp_dir(dest.parent, f".{dest.name}{TMP_MARK}")
-            lock = _hold(tmp)
+            lock = hold(tmp)
             try:
                 for rel in files:
                     target = tmp / rel
@@ -282,24 +282,34 @@ def remove_leftovers(dest: Path) -> list[Path]:
                 path.unlink()
                 removed.append(path)
             continue
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a live run is writing it
-            os.close(fd)
-            continue
-        try:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-        finally:
-            os.close(fd)
+        with try_hold(path) as held:
+            if held:  # not a live run's: ours while we remove it
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     return removed
 
 
-def _hold(folder: Path) -> int:
+@contextlib.contextmanager
+def try_hold(folder: Path):
+    """Try to lock `folder` without waiting: yields True (held by us until the block ends), False (a live
+    run holds it) or None (it cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)
+
+
+def hold(folder: Path) -> int:
     """Lock a folder for the life of this run (released by the kernel when the process dies)."""
     fd = os.open(folder, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -390,7 +400,7 @@ def move_into_place(tmp: Path, dest: Path, force: bool) -> None:
                 dest.rmdir()
         elif force:
             old = dest.with_name(f".{dest.name}{OLD_MARK}{uuid.uuid4().hex[:8]}")
-            old_lock = _hold(dest)  # so a concurrent run does not take it for a leftover
+            old_lock = hold(dest)  # so a concurrent run does not take it for a leftover
             os.replace(dest, old)
         else:  # appeared while we were writing
             raise RequestError("force", f"{dest} already exists", "choose another -o, or {on} to replace it")

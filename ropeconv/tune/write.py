@@ -12,7 +12,6 @@ next run to that output, once no process holds its lock).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from ropeconv.errors import RopeconvError
-from ropeconv.output import TMP_MARK, make_parents, make_temp_dir, move_into_place, remove_leftovers
+from ropeconv.output import (TMP_MARK, hold, make_parents, make_temp_dir, move_into_place, remove_leftovers,
+                             try_hold)
 
 
 @dataclass
@@ -41,8 +41,7 @@ class Reservation:
         created = make_parents(dest.parent)
         remove_leftovers(dest)  # what killed runs left; a live run's folder is locked and kept
         staging = make_temp_dir(dest.parent, f".{dest.name}{TMP_MARK}")
-        lock = os.open(staging, os.O_RDONLY)
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock = hold(staging)
         reservation = cls(dest, staging, lock, created)
         if _live_runs(dest, staging):  # checked after our own claim: of two starting together, one sees the other
             reservation.release(remove_parents=True)
@@ -71,15 +70,8 @@ def _live_runs(dest: Path, own: Path) -> list[Path]:
     for entry in dest.parent.glob(f".{dest.name}{TMP_MARK}*"):
         if entry == own or entry.is_symlink() or not entry.is_dir():
             continue
-        try:
-            fd = os.open(entry, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            live.append(entry)
-        finally:
-            os.close(fd)
+        with try_hold(entry) as held:
+            if held is False:
+                live.append(entry)
     return live
 
