@@ -418,7 +418,7 @@ def unscaled_context(record: dict) -> int | None:
 
 
 def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None, *, name: str,
-              tune: TuneSummary | None = None) -> str:
+              tune: TuneSummary | None = None, finetune: dict | None = None) -> str:
     """The markdown below the metadata block."""
     source = record.get("source") if isinstance(record.get("source"), dict) else {}
     before = record.get("before") if isinstance(record.get("before"), dict) else {}
@@ -443,10 +443,7 @@ def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None,
         f"{origin} with its context window extended{span} using {how}{by}, made with "
         f"ropeconv{' ' + str(record['ropeconv_version']) if record.get('ropeconv_version') else ''}.",
         "",
-        "**The weights were not changed or fine-tuned.** ropeconv rewrote only the RoPE settings in "
-        f"`config.json` (and `model_max_length` in `tokenizer_config.json` when it was lower){buffer_note}. "
-        "How well the model uses the longer context depends on the method and is not guaranteed without "
-        "fine-tuning; check the probe results below when present.", "",
+        *_what_changed(record, buffer_note),
     ]
     if source.get("sha") and base:
         lines += [f"Source revision: `{source['sha']}`.", ""]
@@ -455,6 +452,7 @@ def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None,
     lines += _usage(repo, name.split("/")[-1], method, factor, served)
     if tune is not None:
         lines += _tune_section(tune)
+    lines += _finetune_section(finetune)
     if probe is not None:
         lines += _probe_section(probe)
     else:
@@ -469,8 +467,46 @@ def card_body(record: dict, probe: ProbeSummary | None, source_text: str | None,
     return "\n".join(lines)
 
 
+def _what_changed(record: dict, buffer_note: str) -> list[str]:
+    """The card's statement about the weights: unchanged for extend and tune, trained for finetune."""
+    trained = record.get("finetune") if isinstance(record.get("finetune"), dict) else None
+    if trained is None:
+        return ["**The weights were not changed or fine-tuned.** ropeconv rewrote only the RoPE settings in "
+                f"`config.json` (and `model_max_length` in `tokenizer_config.json` when it was lower){buffer_note}. "
+                "How well the model uses the longer context depends on the method and is not guaranteed without "
+                "fine-tuning; check the probe results below when present.", ""]
+    steps, tokens, window = _int(trained.get("steps")), _int(trained.get("tokens")), _int(trained.get("window"))
+    how = "with PoSE position skips" if trained.get("position_skips", True) else "without position skips"
+    lora = f", LoRA rank {trained['lora']} merged into the weights" if trained.get("lora") else ""
+    return [f"**The weights were fine-tuned** by `ropeconv finetune` after the RoPE settings were rewritten: "
+            f"{steps if steps is not None else '?'} steps, {f'{tokens:,}' if tokens is not None else '?'} tokens "
+            f"in {window if window is not None else '?'}-token windows {how}{lora}. "
+            "`finetune.json` holds the losses and the evaluation before and after; `ropeconv.json` the settings.",
+            ""]
+
+
+def _finetune_section(document: dict | None) -> list[str]:
+    """finetune.json's evaluation: perplexity past L0 and overall on its held-out text, before and after."""
+    evaluation = (document or {}).get("eval") if isinstance(document, dict) else None
+    if not isinstance(evaluation, dict):
+        return []
+    before = evaluation.get("before") if isinstance(evaluation.get("before"), dict) else {}
+    rows = [("unscaled", before.get("unscaled")), ("training-free", before.get("training_free")),
+            ("fine-tuned (this model)", evaluation.get("after"))]
+    length = _int(evaluation.get("length"))
+    lines = ["## Fine-tuning evaluation", "",
+             f"Perplexity on a held-out text{f' of {length:,} tokens' if length else ''} (lower is better), "
+             "measured by ropeconv's probe code before and after training:", "",
+             "| model | past the trained context | overall |", "|---|---|---|"]
+    for label, summary in rows:
+        if isinstance(summary, dict):
+            lines.append(f"| {label} | {_ppl(_float(summary.get('ppl_beyond')))} | {_ppl(_float(summary.get('ppl')))} |")
+    return lines + ["", "![finetune.png: the loss curve and perplexity by position](finetune.png)", ""]
+
+
 def build_card(record: dict, probe: ProbeSummary | dict | None = None, source_card_text: str | None = None, *,
-               name: str = "model", repo_id: str | None = None, tune: TuneSummary | None = None):
+               name: str = "model", repo_id: str | None = None, tune: TuneSummary | None = None,
+               finetune: dict | None = None):
     """A huggingface_hub ModelCard for a ropeconv output. `probe`: a probe of this very output (probe.json
     as `ropeconv probe` writes it, or read_probe's summary of it); `write_card` drops stale ones."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -486,7 +522,8 @@ def build_card(record: dict, probe: ProbeSummary | dict | None = None, source_ca
     model_name = (repo_id or name).split("/")[-1]
     data = ModelCardData(base_model=source.get("repo_id") or None, tags=tags, eval_results=eval_results(probe) or None,
                          model_name=model_name, **inherited)
-    body = card_body({**record, "_repo_id": repo_id or name}, probe, source_text, name=repo_id or name, tune=tune)
+    body = card_body({**record, "_repo_id": repo_id or name}, probe, source_text, name=repo_id or name, tune=tune,
+                     finetune=finetune)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
 
 
@@ -505,6 +542,8 @@ def write_card(folder: str | Path, source_card_text: str | None = None, *, repo_
     record = read_folder_record_json(folder) or {}
     probe = probe_of_folder(folder, read_json_object(folder / "probe.json"))
     tune = tune_of_folder(folder, read_json_object(folder / "tune.json"))
-    card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id, tune=tune)
+    finetune = read_json_object(folder / "finetune.json") if isinstance(record.get("finetune"), dict) else None
+    card = build_card(record, probe, source_card_text, name=folder.name, repo_id=repo_id, tune=tune,
+                      finetune=finetune)
     write_text_atomic(readme, str(card))  # README.md may be a hard link into the Hub cache
     return readme

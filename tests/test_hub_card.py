@@ -218,3 +218,21 @@ def test_a_rebased_conversion_says_what_it_is(probed, tmp_path):
     plain = tmp_path / "plain"
     api.extend(str(probed["source"]), "linear", factor=2, output=plain)
     assert "--rebase" not in write_card(plain).read_text()
+
+
+def test_a_fine_tuned_output_says_its_weights_were_trained_and_shows_the_evaluation(tmp_path):
+    """A `ropeconv finetune` output must not claim 'the weights were not changed': its card says what training
+    ran (from the record) and shows finetune.json's evaluation before and after."""
+    folder = folder_with(tmp_path)
+    record = json.loads((folder / "ropeconv.json").read_text())
+    record["finetune"] = {"steps": 200, "tokens": 409600, "window": 2048, "position_skips": True, "lora": 16}
+    (folder / "ropeconv.json").write_text(json.dumps(record))
+    summary = lambda past, overall: {"ppl_beyond": past, "ppl": overall}  # noqa: E731
+    (folder / "finetune.json").write_text(json.dumps({"eval": {"length": 16384, "before": {
+        "unscaled": summary(70.6, 20.1), "training_free": summary(4.4, 5.2)}, "after": summary(4.1, 5.0)}}))
+    text = ModelCard.load(write_card(folder, repo_id="me/ft")).text
+    assert "not changed or fine-tuned" not in text
+    assert "**The weights were fine-tuned** by `ropeconv finetune`" in text and "200 steps, 409,600 tokens" in text
+    assert "LoRA rank 16 merged into the weights" in text and "with PoSE position skips" in text
+    assert "| unscaled | 70.6 | 20.1 |" in text and "| fine-tuned (this model) | 4.1 | 5 |" in text
+    assert text.index("## Fine-tuning evaluation") < text.index("## Reproduce")

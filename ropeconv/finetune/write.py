@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from ropeconv.errors import RopeconvError
+from ropeconv.redact import redact_json
 from ropeconv.output import FilePlan, write_model
 from ropeconv.record import RECORD_NAME, read_folder_record_json
 
@@ -61,7 +62,7 @@ def write_output(staged: Path, dest: Path, state: dict, finetune_record: dict, d
     """Build `dest` from `staged` with the trained weights; returns the write report."""
     record = read_folder_record_json(staged) or {}
     record["finetune"] = finetune_record
-    plan = FilePlan(json_files={RECORD_NAME: record, DOCUMENT_NAME: document},
+    plan = FilePlan(json_files={RECORD_NAME: redact_json(record), DOCUMENT_NAME: redact_json(document)},
                     shard_writers={p.name: shard_writer(state, p) for p in weight_shards(staged)})
     return write_model(staged, dest, plan, force=force).to_dict()
 

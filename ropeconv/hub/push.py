@@ -64,7 +64,7 @@ def write_permission_problem(whoami: dict, repo_id: str, *, create_pr: bool = Fa
 
 # Files that record where things were on this machine (source folder, probe text, cache paths):
 # what is pushed carries folder names, never local absolute paths (they name users' homes).
-LOCAL_RECORDS = (RECORD_NAME, "probe.json", "tune.json")
+LOCAL_RECORDS = (RECORD_NAME, "probe.json", "tune.json", "finetune.json")
 
 
 def _public_bytes(path: Path) -> bytes:
