@@ -90,6 +90,8 @@ def outputs(workdir: Path, *, slow: bool) -> dict[str, str]:
         if example.slow and not slow:
             continue
         found[example.name] = run(example, workdir)
+        if example.name == "extend":  # the Quick start shows its last block: how to serve the output
+            found["serve"] = found["extend"][found["extend"].index("serve it:"):]
         if example.name == "probe":
             PROBE_RESULT.parent.mkdir(parents=True, exist_ok=True)
             result = json.loads((workdir / f"{MODEL}-yarn-x4" / "probe.json").read_text())
