@@ -10,7 +10,8 @@ what the method means; `ropeconv probe FILE.gguf` runs in llama.cpp and keeps ya
 unscaled file climbs; and llama.cpp's per-position losses agree with transformers' on the folder unpacked
 from the same GGUF, extended the same way. Nothing is stubbed.
 
-Lengths: ROPECONV_LLAMACPP_TOKENS (default 10240: 2k past L0) for the probe past L0,
+Lengths: ROPECONV_LLAMACPP_TOKENS (default 12288 = 1.5 × L0, where the unscaled file climbs: at 10240 it is
+still level, so the control below could not fail) for the probe past L0,
 ROPECONV_LLAMACPP_AGREE_TOKENS (default 2048) for the agreement.
 """
 
@@ -33,7 +34,7 @@ from ropeconv.probe import llamacpp, run_probe  # noqa: E402
 from ropeconv.probe import text as texts  # noqa: E402
 from ropeconv.smollm import THETA, TRAINED_CONTEXT, gguf_path  # noqa: E402
 
-N_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_TOKENS", "10240"))
+N_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_TOKENS", "12288"))
 AGREE_TOKENS = int(os.environ.get("ROPECONV_LLAMACPP_AGREE_TOKENS", "2048"))
 FACTOR = 4
 ROTARY_DIM = 64  # SmolLM2's head_dim
@@ -91,18 +92,34 @@ def test_llama3_runs_with_its_frequency_tensor(smol, extended):
     assert "rope_freqs.weight" in names and rope.n_tensors == len(names) == rope_of(smol).n_tensors + 1
 
 
-def test_the_runtime_override_flags_equal_the_converted_file(smol, extended):
-    """The launch line's override (--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 8192) on the
-    original file, as llama-cpp-python's keyword arguments: llama.cpp runs the same RoPE as ropeconv's file."""
-    overridden = rope_of(smol, rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
-                         rope_freq_scale=1 / FACTOR, yarn_orig_ctx=TRAINED_CONTEXT)
-    converted = rope_of(extended["yarn"])
-    runtime = ("runtime_scaling", "freq_base", "freq_scale", "ext_factor")
-    assert {k: getattr(overridden, k) for k in runtime} == {k: getattr(converted, k) for k in runtime}
-    # the original file's own keys are unchanged: the override is what makes it yarn at run time
-    assert rope_of(smol).freq_scale == 1.0 and overridden.freq_scale == 0.25
-    # YaRN's L0 as llama.cpp runs it: llama_context takes yarn_orig_ctx; print_info shows the file's
-    assert converted.n_ctx_orig_yarn == TRAINED_CONTEXT
+@pytest.fixture(scope="module")
+def override_lines() -> dict[str, str]:
+    """The llama.cpp runtime-override line `ropeconv extend` prints for SmolLM2's folder, per method (a dry run)."""
+    from ropeconv.smollm import ensure_folder
+
+    lines = {}
+    for method in ("yarn", "linear", "ntk"):
+        report = api.extend(str(ensure_folder()), method, factor=FACTOR, dry_run=True)
+        (lines[method],) = [line["command"] for line in report["launch"]
+                            if line["engine"] == "llama.cpp" and line["kind"] == "override"]
+    return lines
+
+
+@pytest.mark.parametrize("method", ["yarn", "linear", "ntk"])
+def test_the_printed_override_line_runs_the_rope_of_the_converted_file(smol, extended, override_lines, method):
+    """llama-server is not built here (LLAMA_BUILD_SERVER=OFF), so the printed line is not run as a process:
+    its RoPE flags (e.g. --rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 8192) are given to llama.cpp's
+    context through llama-cpp-python's equivalent arguments, on the ORIGINAL file. What llama.cpp then runs
+    equals what it runs for ropeconv's converted file."""
+    import shlex
+
+    overrides = llamacpp.override_kwargs(shlex.split(override_lines[method]))
+    assert overrides  # the line carries RoPE flags
+    overridden, converted = rope_of(smol, **overrides), rope_of(extended[method])
+    assert (overridden.runtime_scaling, overridden.ext_factor) == (converted.runtime_scaling, converted.ext_factor)
+    assert (overridden.freq_base, overridden.freq_scale) == pytest.approx((converted.freq_base, converted.freq_scale),
+                                                                          rel=1e-6)
+    assert rope_of(smol).freq_scale == 1.0 and rope_of(smol).freq_base == THETA  # without the flags: unscaled
 
 
 # ---- the probe through llama.cpp --------------------------------------------------------------------------

@@ -394,7 +394,10 @@ class _Timer:
                                  load_seconds=load_seconds, steps=steps)
         if total > LONG_ESTIMATE_SECONDS:
             quick = None if self.quick else self.predict(self.quick_windows) - load_seconds
-            self.estimate.hint = shorten_hint(quick if quick is not None and quick < total else None)
+            from ropeconv.probe.backend import LLAMA_CPP
+
+            self.estimate.hint = shorten_hint(quick if quick is not None and quick < total else None,
+                                              gpu=backend.name != LLAMA_CPP)
 
     def predict(self, windows: list[int]) -> float:
         """Seconds to load every model and run each over `windows`, at the rate seen so far."""

@@ -52,13 +52,15 @@ def window_cost(length: int, linear_flops_per_token: float, attention_flops_per_
     return length * linear_flops_per_token + length * length * attention_flops_per_token_sq
 
 
-def shorten_hint(quick_seconds: float | None) -> str:
+def shorten_hint(quick_seconds: float | None, gpu: bool = True) -> str:
     """How to make a long probe shorter. The time goes into the longest window (shorter lengths come
-    from the same pass), so fewer lengths alone do not help: `--quick` stops at 1.5 × L0."""
+    from the same pass), so fewer lengths alone do not help: `--quick` stops at 1.5 × L0. `gpu`: whether
+    --device cuda applies (not to a GGUF, which runs on llama.cpp's CPU)."""
     parts = []
     if quick_seconds is not None:
         parts.append(f"--quick (4k and 1.5 × L0 in one pass per model: about {duration(quick_seconds)} here)")
-    parts.append("a GPU (--device cuda)")
+    if gpu or not parts:
+        parts.append("a GPU (--device cuda)" if gpu else "fewer tokens past L0 (--lengths)")
     return "to shorten it: " + ", or ".join(parts)
 
 
