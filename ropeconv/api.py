@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ropeconv.formats.hf import extend_folder, inspect_folder
-from ropeconv.record import config_fingerprint  # noqa: F401  # TODO(lead): remove alias after callers move
 from ropeconv.request import ConversionRequest, parse_token_field
 from ropeconv.source import resolve
 

@@ -122,3 +122,14 @@ def transformers_warnings():
 
 def rel_err(a, b) -> float:
     return max(abs(x - y) / abs(y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
+
+
+def save_char_tokenizer(folder: Path, vocab: int = 128) -> None:
+    """One token per ASCII character (id = code point), so texts map to ids exactly (the probe's and
+    finetune's tiny models)."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab={chr(i): i for i in range(vocab)}, unk_token="?"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="\x00", unk_token="?").save_pretrained(folder)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import build_tiny
-from test_probe import save_char_tokenizer
+from conftest import save_char_tokenizer
 
 L0 = 64
 TARGET = 256

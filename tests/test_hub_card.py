@@ -182,7 +182,7 @@ def test_a_probe_json_of_another_config_is_ignored(probed, tmp_path):
 def test_the_card_shows_the_search_only_for_the_config_it_chose(probed, tmp_path):
     """tune.json (as `ropeconv tune` writes it: see test_tune for the real run) becomes the card's
     "How the scaling was chosen" table when its recorded fingerprint is this folder's config."""
-    from ropeconv.api import config_fingerprint
+    from ropeconv.record import config_fingerprint
 
     folder = tmp_path / "out"
     shutil.copytree(probed["output"], folder)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import save_char_tokenizer
 from ropeconv.cli import app
 from ropeconv.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, RopeconvError
 from ropeconv.probe import default_lengths, parse_length, parse_lengths
@@ -21,16 +22,6 @@ TRAINED = 64  # max_position_embeddings of the tiny models: their L0
 
 
 # ---- tiny models with a character tokenizer --------------------------------------------------
-
-def save_char_tokenizer(folder: Path) -> None:
-    """One token per ASCII character (id = code point), so texts map to ids exactly."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel(vocab={chr(i): i for i in range(VOCAB)}, unk_token="?"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="\x00", unk_token="?").save_pretrained(folder)
-
 
 def build_model(folder: Path, kind: str = "random") -> Path:
     """A 2-layer Llama (hidden 64) with a character tokenizer.
@@ -725,7 +716,7 @@ def test_a_tokenizer_linked_out_of_the_model_folder_is_refused(models, tmp_path)
 def test_probe_helpers_tune_uses_are_public():
     import ropeconv.probe as probe
 
-    assert probe.load_tokenizer is probe._load_tokenizer and probe.guarded is probe._guarded  # aliases, for now
+    assert not hasattr(probe, "_load_tokenizer") and not hasattr(probe, "_guarded")  # no private twins left
     assert {"load_tokenizer", "guarded"} <= set(probe.__all__)
 
 

@@ -125,7 +125,7 @@ def make_inputs(conv: Conversion, source: SourceRevision | None) -> Inputs:
 
 def local_fingerprint(folder: Path) -> SourceRevision:
     """config.json's sha256, and the weight files' names and sizes (cheap; no weight is read)."""
-    from ropeconv.api import config_fingerprint
+    from ropeconv.record import config_fingerprint
 
     weights = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*")
                      if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)

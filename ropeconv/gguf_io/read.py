@@ -427,12 +427,29 @@ def check_rope_arch(arch: str, kv: dict) -> list[str]:
 
 def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
                        original_context: int | None = None) -> GgufRopeSpec:
-    """Build the RoPE description from metadata values and the frequency-factor tensors."""
+    """Build the RoPE description from metadata values and the frequency-factor tensors, in phases:
+    the context and head geometry → L0 → what the file stores about scaling → the method it amounts to."""
     warnings = check_rope_arch(arch, kv)
     k = lambda name: _key(arch, name)  # noqa: E731
     raw = {key: value for key, value in kv.items()
            if key.startswith(f"{arch}.rope.") or key == k("context_length")}
+    ctx, theta, head_dim, rotary_dim = _geometry(kv, k)
+    L0, source = _trained_context(kv, k, ctx, original_context)
+    stored = _stored_scaling(kv, k, tensors, rotary_dim)
+    found = _scaling(arch, kv, k, stored, ctx, L0, source, theta, rotary_dim, warnings)
+    warnings += _split_warnings(kv)
+    extra = {}
+    if kv.get(k("rope.dimension_sections")) is not None:
+        extra["mrope_section"] = kv[k("rope.dimension_sections")]
+    return GgufRopeSpec(model_type=arch, family=family_of(arch), path=(), theta=theta, head_dim=head_dim,
+                        partial_rotary_factor=rotary_dim / head_dim, rotary_dim=rotary_dim,
+                        max_position_embeddings=int(ctx), original_context=found.L0,
+                        original_context_source=found.source, rope_type=found.rope_type, scaling=found.scaling,
+                        shape="gguf", extra=extra, warnings=warnings, freq_factors=found.freq_factors, raw=raw)
 
+
+def _geometry(kv: dict, k) -> tuple[int, float, int, int]:
+    """(context_length, θ, head size, rotary dimensions), each checked."""
     ctx = kv.get(k("context_length"))
     if not isinstance(ctx, int) or isinstance(ctx, bool) or ctx <= 0:
         raise RopeconvError(f"the GGUF file has no valid {k('context_length')} ({show(ctx)})",
@@ -461,18 +478,35 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
                             _CONVERT_AGAIN)
     if rotary_dim < 4 or rotary_dim % 2:  # NTK's θ·s^(d/(d-2)) needs d > 2; no real model rotates fewer
         raise RopeconvError(f"rotary dimension {rotary_dim} is odd or too small", "convert the model again")
+    return ctx, theta, head_dim, rotary_dim
 
+
+def _trained_context(kv: dict, k, ctx: int, original_context: int | None) -> tuple[int, str]:
+    """L0 and where it came from: the option, the file's original_context_length, else its context_length."""
     stored_orig = kv.get(k("rope.scaling.original_context_length"))
     if original_context is not None:
-        L0, source = positive_int(original_context, "--original-context",
-                                  "pass the context the model was trained at, e.g. --original-context 8192"), \
+        return positive_int(original_context, "--original-context",
+                            "pass the context the model was trained at, e.g. --original-context 8192"), \
             "--original-context"
-    elif stored_orig:
-        L0, source = _meta_int(k("rope.scaling.original_context_length"), stored_orig), \
-            "rope.scaling.original_context_length"
-    else:
-        L0, source = int(ctx), "context_length"
+    if stored_orig:
+        return _meta_int(k("rope.scaling.original_context_length"), stored_orig), "rope.scaling.original_context_length"
+    return int(ctx), "context_length"
 
+
+@dataclass(frozen=True)
+class _StoredScaling:
+    """What a GGUF stores about scaling, checked: its type key, the factor llama.cpp applies, the attention
+    factor, and the frequency-factor tensors."""
+
+    scaling_type: str | None
+    factor: float | None  # the effective factor (None: llama.cpp applies none)
+    attn: float
+    freqs: list[float] | None
+    long_f: list[float] | None
+    short_f: list[float] | None
+
+
+def _stored_scaling(kv: dict, k, tensors: dict[str, list[float]], rotary_dim: int) -> _StoredScaling:
     scaling_type = kv.get(k("rope.scaling.type"))
     factor = kv.get(k("rope.scaling.factor")) or kv.get(k("rope.scale_linear")) or None
     if factor is not None:
@@ -487,91 +521,110 @@ def spec_from_metadata(arch: str, kv: dict, tensors: dict[str, list[float]],
         if values is not None and len(values) != half:
             raise RopeconvError(f"{name} has {len(values)} values but the model has {half} rotary pairs",
                                 "the file is inconsistent; convert it again")
-
     if scaling_type not in (None, "none", "linear", "yarn", "longrope"):
         raise RopeconvError(f"{k('rope.scaling.type')} is {scaling_type!r}, which llama.cpp does not know",
                             "llama.cpp knows none, linear, yarn and longrope; convert the model again")
     # llama.cpp: type "none" forces scale 1; otherwise the factor key (or the old scale_linear) applies.
-    eff_factor = None if scaling_type == "none" or not factor or float(factor) == 1.0 else float(factor)
-    freq_factors = None
-    scaling: dict = {}
-    if scaling_type == "longrope" or (long_f and short_f and scaling_type != "yarn"):
-        rope_type = "longrope"
-        if not (long_f and short_f):
-            raise RopeconvError(f"{k('rope.scaling.type')} is longrope but the file lacks the "
-                                "rope_factors_long / rope_factors_short tensors", "convert the model again")
-        scaling = {"factor": ctx / L0, "original_max_position_embeddings": L0, "short_factor": short_f,
-                   "long_factor": long_f, "attention_factor": attn}
-        if eff_factor:
-            warnings.append(f"{k('rope.scaling.factor')} = {eff_factor:g} is set on a LongRoPE file: llama.cpp "
-                            "divides the frequencies by it on top of the factor tensors")
-    elif freqs is not None and not eff_factor and scaling_type != "yarn" and all(abs(f - 1) < 1e-6 for f in freqs):
-        rope_type = "default"  # an all-ones rope_freqs tensor changes nothing
-    elif freqs is not None and not eff_factor and scaling_type != "yarn":
-        rope_type = "llama3"
-        freq_factors = freqs
-        fitted = fit_llama3(theta, rotary_dim, freqs, L0 if source != "context_length" else None)
-        if fitted is not None:
-            fit_L0, lf, hf, s = fitted
-            if fit_L0 != L0:
-                L0, source = fit_L0, "fitted to the rope_freqs tensor"
-            scaling = {"factor": s, "low_freq_factor": lf, "high_freq_factor": hf,
-                       "original_max_position_embeddings": L0}
-        else:
-            scaling = {"factor": max(freqs), "freq_factors": "rope_freqs tensor"}
-            warnings.append("the rope_freqs tensor is not Llama 3 scaling with any L0/low/high factors ropeconv "
-                            "could fit: shown as custom frequency factors")
-    elif scaling_type == "yarn":
-        rope_type = "yarn"
-        s = float(factor or 1.0)
-        scaling = {"factor": s, "original_max_position_embeddings": L0}
-        # The betas llama.cpp uses: the keys where this architecture reads them, else its defaults.
-        defaults = YARN_BETA_ARCHS.get(arch, YARN_BETA_DEFAULT)
-        for i, name in enumerate(("beta_fast", "beta_slow")):
-            stored = kv.get(k(f"rope.scaling.yarn_{name}"))
-            if stored is not None:
-                stored = _meta_float(k(f"rope.scaling.yarn_{name}"), stored)
-            if stored is not None and arch not in YARN_BETA_ARCHS:
-                warnings.append(f"{k(f'rope.scaling.yarn_{name}')} = {stored:g} is ignored by llama.cpp for '{arch}' "
-                                f"(it uses {defaults[i]:g})")
-            value = float(stored) if stored is not None and arch in YARN_BETA_ARCHS else defaults[i]
-            if value != YARN_BETA_DEFAULT[i]:
-                scaling[name] = value
-        log_mul = kv.get(k("rope.scaling.yarn_log_multiplier"))
-        log_mul = _meta_float(k("rope.scaling.yarn_log_multiplier"), log_mul) if log_mul is not None else None
-        if arch in YARN_LOG_MUL_ARCHS and log_mul:
-            scaling["mscale"] = scaling["mscale_all_dim"] = float(log_mul) / 0.1
-            if abs(attn - 1.0) > 1e-7:
-                scaling["attention_factor"] = attn
-        elif abs(attn - 1.0) > 1e-7:
-            scaling["attention_factor"] = yarn_get_mscale(s) * attn
-        if freqs is not None:
-            warnings.append("the file has both YaRN keys and a rope_freqs tensor: llama.cpp applies both "
-                            "(shown here without the tensor)")
-        if kv.get(k("rope.scaling.yarn_log_multiplier")) is not None:
-            warnings.append(f"{k('rope.scaling.yarn_log_multiplier')} is set: llama.cpp derives this "
-                            f"architecture's YaRN attention factor from it")
-    elif eff_factor:
-        rope_type = "linear"
-        scaling = {"factor": eff_factor}
+    effective = None if scaling_type == "none" or not factor or float(factor) == 1.0 else float(factor)
+    return _StoredScaling(scaling_type, effective, attn, freqs, long_f, short_f)
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """The method a GGUF's stored scaling amounts to, as a RoPE description states it."""
+
+    rope_type: str
+    scaling: dict
+    L0: int
+    source: str
+    freq_factors: list[float] | None = None
+
+
+def _scaling(arch: str, kv: dict, k, stored: _StoredScaling, ctx: int, L0: int, source: str, theta: float,
+             rotary_dim: int, warnings: list[str]) -> _Scaling:
+    """Which method the stored keys and tensors amount to, in llama.cpp's order of precedence."""
+    freqs, factor = stored.freqs, stored.factor
+    if stored.scaling_type == "longrope" or (stored.long_f and stored.short_f and stored.scaling_type != "yarn"):
+        return _longrope(k, stored, ctx, L0, source, warnings)
+    if freqs is not None and not factor and stored.scaling_type != "yarn":
+        if all(abs(f - 1) < 1e-6 for f in freqs):
+            return _Scaling("default", {}, L0, source)  # an all-ones rope_freqs tensor changes nothing
+        return _llama3(freqs, theta, rotary_dim, L0, source, warnings)
+    if stored.scaling_type == "yarn":
+        return _Scaling("yarn", _yarn(arch, kv, k, stored, L0, warnings), L0, source)
+    if factor:
         if freqs is not None:
             warnings.append("the file has a rope_freqs tensor and a linear factor: llama.cpp applies both "
                             "(shown here without the tensor)")
-    else:
-        rope_type = "default"
+        return _Scaling("linear", {"factor": factor}, L0, source)
+    return _Scaling("default", {}, L0, source)
+
+
+def _longrope(k, stored: _StoredScaling, ctx: int, L0: int, source: str, warnings: list[str]) -> _Scaling:
+    if not (stored.long_f and stored.short_f):
+        raise RopeconvError(f"{k('rope.scaling.type')} is longrope but the file lacks the "
+                            "rope_factors_long / rope_factors_short tensors", "convert the model again")
+    if stored.factor:
+        warnings.append(f"{k('rope.scaling.factor')} = {stored.factor:g} is set on a LongRoPE file: llama.cpp "
+                        "divides the frequencies by it on top of the factor tensors")
+    return _Scaling("longrope", {"factor": ctx / L0, "original_max_position_embeddings": L0,
+                                 "short_factor": stored.short_f, "long_factor": stored.long_f,
+                                 "attention_factor": stored.attn}, L0, source)
+
+
+def _llama3(freqs: list[float], theta: float, rotary_dim: int, L0: int, source: str,
+            warnings: list[str]) -> _Scaling:
+    fitted = fit_llama3(theta, rotary_dim, freqs, L0 if source != "context_length" else None)
+    if fitted is None:
+        warnings.append("the rope_freqs tensor is not Llama 3 scaling with any L0/low/high factors ropeconv "
+                        "could fit: shown as custom frequency factors")
+        return _Scaling("llama3", {"factor": max(freqs), "freq_factors": "rope_freqs tensor"}, L0, source, freqs)
+    fit_L0, lf, hf, s = fitted
+    if fit_L0 != L0:
+        L0, source = fit_L0, "fitted to the rope_freqs tensor"
+    return _Scaling("llama3", {"factor": s, "low_freq_factor": lf, "high_freq_factor": hf,
+                               "original_max_position_embeddings": L0}, L0, source, freqs)
+
+
+def _yarn(arch: str, kv: dict, k, stored: _StoredScaling, L0: int, warnings: list[str]) -> dict:
+    """YaRN's parameters as llama.cpp runs this architecture: the betas where it reads them, else its
+    defaults; DeepSeek's log multiplier; the attention factor relative to 0.1·ln s + 1."""
+    s = float(stored.factor or 1.0)
+    scaling: dict = {"factor": s, "original_max_position_embeddings": L0}
+    defaults = YARN_BETA_ARCHS.get(arch, YARN_BETA_DEFAULT)
+    for i, name in enumerate(("beta_fast", "beta_slow")):
+        value = kv.get(k(f"rope.scaling.yarn_{name}"))
+        if value is not None:
+            value = _meta_float(k(f"rope.scaling.yarn_{name}"), value)
+        if value is not None and arch not in YARN_BETA_ARCHS:
+            warnings.append(f"{k(f'rope.scaling.yarn_{name}')} = {value:g} is ignored by llama.cpp for '{arch}' "
+                            f"(it uses {defaults[i]:g})")
+        used = float(value) if value is not None and arch in YARN_BETA_ARCHS else defaults[i]
+        if used != YARN_BETA_DEFAULT[i]:
+            scaling[name] = used
+    log_mul = kv.get(k("rope.scaling.yarn_log_multiplier"))
+    log_mul = _meta_float(k("rope.scaling.yarn_log_multiplier"), log_mul) if log_mul is not None else None
+    if arch in YARN_LOG_MUL_ARCHS and log_mul:
+        scaling["mscale"] = scaling["mscale_all_dim"] = float(log_mul) / 0.1
+        if abs(stored.attn - 1.0) > 1e-7:
+            scaling["attention_factor"] = stored.attn
+    elif abs(stored.attn - 1.0) > 1e-7:
+        scaling["attention_factor"] = yarn_get_mscale(s) * stored.attn
+    if stored.freqs is not None:
+        warnings.append("the file has both YaRN keys and a rope_freqs tensor: llama.cpp applies both "
+                        "(shown here without the tensor)")
+    if log_mul is not None:
+        warnings.append(f"{k('rope.scaling.yarn_log_multiplier')} is set: llama.cpp derives this "
+                        f"architecture's YaRN attention factor from it")
+    return scaling
+
+
+def _split_warnings(kv: dict) -> list[str]:
     split_count = kv.get("split.count")
     if split_count is not None and _meta_int("split.count", split_count) > 1:
         part = _meta_int("split.no", kv.get("split.no", 0)) if kv.get("split.no") else 0
-        warnings.append(f"this is part {part + 1} of a {split_count}-part split GGUF")
-    extra = {}
-    if kv.get(k("rope.dimension_sections")) is not None:
-        extra["mrope_section"] = kv[k("rope.dimension_sections")]
-
-    return GgufRopeSpec(model_type=arch, family=family_of(arch), path=(), theta=theta, head_dim=head_dim,
-                        partial_rotary_factor=rotary_dim / head_dim, rotary_dim=rotary_dim,
-                        max_position_embeddings=int(ctx), original_context=L0, original_context_source=source,
-                        rope_type=rope_type, scaling=scaling, shape="gguf", extra=extra, warnings=warnings,
-                        freq_factors=freq_factors, raw=raw)
+        return [f"this is part {part + 1} of a {split_count}-part split GGUF"]
+    return []
 
 
 def fit_llama3(theta: float, dim: int, ff: list[float], L0: int | None) -> tuple[int, float, float, float] | None:

@@ -434,7 +434,7 @@ def open_model_folder(model: str | Path, original_context: int | None, measured_
 
 def _describe(model: str | Path, original_context: int | None) -> dict:
     """Where MODEL is, what its config says about RoPE, and how to name it in output."""
-    from ropeconv.api import config_fingerprint
+    from ropeconv.record import config_fingerprint
     from ropeconv.record import read_folder_record
 
     source, folder, config, spec = open_model_folder(model, original_context, "the probe")
@@ -500,9 +500,6 @@ def _measuring(body, what: str, device: str):
                             "rerun with --debug for the traceback") from None
 
 
-# The names tune imported before they were public. TODO(lead): remove alias
-_load_tokenizer = load_tokenizer
-_guarded = guarded  # TODO(lead): remove alias
 
 
 def _method_note(trained: int, buckets: int, chunk: int, backend) -> dict:

@@ -305,27 +305,9 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
     if any(key not in CONVERSION_KEYS for key in defaults):
         check.count += 1  # no Conversion from a file with a bad [defaults]
 
-    name = merged.get("name")
-    if name is None:
-        check.add(None, 'this conversion has no name — add name = "…" (letters, digits, . _ -)')
-    elif check.typed("name", name, "str") and not NAME_RE.match(name):
-        check.add("name", f"name {json.dumps(name)} must start with a letter or digit and use only letters, "
-                          "digits, '.', '_' and '-' (it names the output folder and the CI job) — e.g. "
-                          'name = "qwen2.5-7b-yarn-x4"')
-
+    name = _name(merged, check)
     source = _source(merged, check, base_dir)
-    method = merged.get("method")
-    if method is None:
-        check.add(None, "no method — add method = \"yarn\" (or linear, ntk, dynamic, llama3, longrope)")
-    elif check.typed("method", method, "str"):
-        try:
-            method = get_method(method).name
-        except RopeconvError as exc:
-            check.add("method", exc.line())
-            method = None
-    else:
-        method = None
-
+    method = _method(merged, check)
     factor, target, original = _scale(merged, check)
     params = _params(merged, check, method, base_dir)
 
@@ -375,6 +357,32 @@ def _conversion(file: Path, index: int, defaults: dict, entry: dict, lines: dict
         sha256=recipe_hash(normalised),
         lines={key: check.line(key) for key in merged})
     return conv
+
+
+def _name(merged: dict, check: "_Checker") -> str | None:
+    name = merged.get("name")
+    if name is None:
+        check.add(None, 'this conversion has no name — add name = "…" (letters, digits, . _ -)')
+    elif check.typed("name", name, "str") and not NAME_RE.match(name):
+        check.add("name", f"name {json.dumps(name)} must start with a letter or digit and use only letters, "
+                          "digits, '.', '_' and '-' (it names the output folder and the CI job) — e.g. "
+                          'name = "qwen2.5-7b-yarn-x4"')
+    return name
+
+
+def _method(merged: dict, check: "_Checker") -> str | None:
+    """The recipe's method, by its canonical name (None when missing or unknown: said as a problem)."""
+    method = merged.get("method")
+    if method is None:
+        check.add(None, "no method — add method = \"yarn\" (or linear, ntk, dynamic, llama3, longrope)")
+        return None
+    if not check.typed("method", method, "str"):
+        return None
+    try:
+        return get_method(method).name
+    except RopeconvError as exc:
+        check.add("method", exc.line())
+        return None
 
 
 def _merge(defaults: dict, entry: dict, index: int) -> tuple[dict, dict]:

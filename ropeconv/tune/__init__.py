@@ -200,7 +200,7 @@ def _check_output(folder: Path, dest: Path, force: bool) -> None:
 
 def _run(model, settings: TuneSettings, setup: _Setup, *, text, dataset, original_context, force: bool,
          progress, say: Callable[[str], None]) -> dict:
-    from ropeconv.api import config_fingerprint
+    from ropeconv.record import config_fingerprint
     from ropeconv.probe import load_tokenizer
     from ropeconv.probe import text as texts
     from ropeconv.tune.write import Reservation
@@ -345,7 +345,8 @@ def _write_output(model, setup: _Setup, document: dict, reservation, original_co
                   say: Callable[[str], None]) -> None:
     """The winner as `extend` writes it, with tune.json and tune.png, in the reserved temporary folder;
     then one rename. `extend`'s report (warnings, engine rules, serve commands) is for the final path."""
-    from ropeconv.api import config_fingerprint, extend
+    from ropeconv.api import extend
+    from ropeconv.record import config_fingerprint
     from ropeconv.request import ConversionRequest
     from ropeconv.tune import report
 
