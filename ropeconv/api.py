@@ -13,16 +13,17 @@ from typing import Any, Callable
 
 from ropeconv.formats.hf import extend_folder, inspect_folder
 from ropeconv.request import ConversionRequest, parse_token_field
-from ropeconv.source import resolve
+from ropeconv.source import Source, resolve
 
 
-def extend(model: str, request: ConversionRequest | str, *, advance: Callable[[int], None] | None = None,
+def extend(model: str | Source, request: ConversionRequest | str, *, advance: Callable[[int], None] | None = None,
            **options: Any) -> dict:
     """Extend MODEL's context as `request` asks (or build one: `extend(model, "yarn", factor=4)`).
-    Returns a report; writes nothing on a dry run."""
+    MODEL is what a user names (a folder, a `.gguf`, a Hub id) or a `Source` a caller already resolved
+    (tune, finetune: the model is located once). Returns a report; writes nothing on a dry run."""
     if not isinstance(request, ConversionRequest):
         request = ConversionRequest.build(request, **options)
-    source = resolve(model, need="headers" if request.dry_run else "weights")
+    source = model if isinstance(model, Source) else resolve(model, need="headers" if request.dry_run else "weights")
     if source.kind == "gguf":
         from ropeconv.formats.gguf import extend_gguf  # the GGUF reader is only loaded for GGUF files
 

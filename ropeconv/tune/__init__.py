@@ -147,7 +147,7 @@ def run_tune(model: str | Path, settings: TuneSettings, *, text: str | Path | No
     scrub = lambda line: redact(line, secrets)  # noqa: E731
     try:
         setup = _prepare(model, settings, original_context, output, force)
-        return redact_json(_run(model, settings, setup, text=text, dataset=dataset, original_context=original_context,
+        return redact_json(_run(settings, setup, text=text, dataset=dataset, original_context=original_context,
                                 force=force, progress=progress, say=lambda line: note and note(scrub(line))), secrets)
     except RopeconvError as exc:
         if secrets and scrub(exc.line()) != exc.line():  # a driver's message quoting the password, in any layer
@@ -198,7 +198,7 @@ def _check_output(folder: Path, dest: Path, force: bool) -> None:
     check_destination(folder, dest, force)
 
 
-def _run(model, settings: TuneSettings, setup: _Setup, *, text, dataset, original_context, force: bool,
+def _run(settings: TuneSettings, setup: _Setup, *, text, dataset, original_context, force: bool,
          progress, say: Callable[[str], None]) -> dict:
     from ropeconv.record import config_fingerprint
     from ropeconv.probe import load_tokenizer
@@ -221,7 +221,7 @@ def _run(model, settings: TuneSettings, setup: _Setup, *, text, dataset, origina
         document = _search(settings, setup, study, ids, source_text, search_settings, progress, say)
         document["seconds"] = round(time.perf_counter() - started, 2)
         if reservation is not None:
-            _write_output(model, setup, document, reservation, original_context, force, progress, say)
+            _write_output(setup, document, reservation, original_context, force, progress, say)
             document["seconds"] = round(time.perf_counter() - started, 2)
         finished = True
         return document
@@ -341,7 +341,7 @@ def _document(settings: TuneSettings, setup: _Setup, space: Space, basis, base_s
     }
 
 
-def _write_output(model, setup: _Setup, document: dict, reservation, original_context, force: bool, progress,
+def _write_output(setup: _Setup, document: dict, reservation, original_context, force: bool, progress,
                   say: Callable[[str], None]) -> None:
     """The winner as `extend` writes it, with tune.json and tune.png, in the reserved temporary folder;
     then one rename. `extend`'s report (warnings, engine rules, serve commands) is for the final path."""
@@ -353,7 +353,7 @@ def _write_output(model, setup: _Setup, document: dict, reservation, original_co
     winner = document["best"]["candidate"]
     request = ConversionRequest.build(winner["method"], target_context=winner["served_context"], params=winner["params"],
                                       original_context=original_context, output=setup.dest, force=force)
-    planned = extend(str(model), replace(request, dry_run=True))  # what extend says about this output
+    planned = extend(setup.source, replace(request, dry_run=True))  # what extend says about this output
     document["output"] = str(setup.dest)
     document["warnings"] = list(planned["warnings"])
     document["engine_rules"] = planned.get("engine_rules", [])
@@ -362,7 +362,7 @@ def _write_output(model, setup: _Setup, document: dict, reservation, original_co
     say(f"writing {setup.dest}")
 
     def write_files(inner: Path) -> None:
-        extend(str(model), replace(request, output=inner, force=False))
+        extend(setup.source, replace(request, output=inner, force=False))
         document["config_sha256"] = config_fingerprint(inner)  # which config the winner is (the card checks it)
         document["tune_json"] = str(setup.dest / report.RESULT_NAME)
         document["plot"] = str(setup.dest / report.PLOT_NAME) if report.plot_available() else None
