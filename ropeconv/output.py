@@ -40,6 +40,9 @@ class FilePlan:
     json_files: dict[str, dict] = field(default_factory=dict)  # relative name -> new content
     shard_writers: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # name -> write(dst)
     dropped: set[str] = field(default_factory=set)  # source files not to carry over
+    # measurements made of this very output and staged beside it (finetune.png): carried although their
+    # names are in SKIP_AT_ROOT, which keeps a source's measurements out of a new output
+    own_measurements: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -198,7 +201,8 @@ def write_model(source: Path, dest: Path, plan: FilePlan, *, force: bool = False
     killed outright leaves it, and the next run to the same destination removes it."""
     check_destination(source, dest, force)
     files = [rel for rel in model_files(source, SKIP_NAMES)
-             if rel not in plan.dropped and rel not in plan.json_files and rel not in SKIP_AT_ROOT]
+             if rel not in plan.dropped and rel not in plan.json_files
+             and (rel not in SKIP_AT_ROOT or rel in plan.own_measurements)]
     before = {rel: _stamp(source / rel) for rel in files}
     dest = dest.absolute()
     created = make_parents(dest.parent)

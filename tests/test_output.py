@@ -133,3 +133,16 @@ def test_skipped_names_are_not_carried(src, tmp_path):
     write_output(src, tmp_path / "out", FilePlan())
     names = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert names == ["config.json", "model.safetensors", "sub/probe.json", "tokenizer_config.json"]
+
+
+def test_a_sources_measurements_stay_behind_unless_they_are_the_outputs_own(src, tmp_path):
+    """probe.json, tune.json/png and finetune.json/png measure the folder they sit in: a new output built from
+    it does not carry them — except a file the writer names as this output's own measurement (finetune.png,
+    drawn for the model being written)."""
+    for name in ("probe.json", "tune.json", "tune.png", "finetune.json", "finetune.png"):
+        (src / name).write_text("{}")
+    write_output(src, tmp_path / "plain", FilePlan())
+    assert not {"probe.json", "tune.json", "tune.png", "finetune.json", "finetune.png"} & {
+        p.name for p in (tmp_path / "plain").iterdir()}
+    write_output(src, tmp_path / "own", FilePlan(own_measurements={"finetune.png"}))
+    assert (tmp_path / "own" / "finetune.png").is_file() and not (tmp_path / "own" / "finetune.json").exists()

@@ -63,7 +63,8 @@ def write_output(staged: Path, dest: Path, state: dict, finetune_record: dict, d
     record = read_folder_record_json(staged) or {}
     record["finetune"] = finetune_record
     plan = FilePlan(json_files={RECORD_NAME: redact_json(record), DOCUMENT_NAME: redact_json(document)},
-                    shard_writers={p.name: shard_writer(state, p) for p in weight_shards(staged)})
+                    shard_writers={p.name: shard_writer(state, p) for p in weight_shards(staged)},
+                    own_measurements={PLOT_NAME})
     return write_model(staged, dest, plan, force=force).to_dict()
 
 
