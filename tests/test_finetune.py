@@ -159,6 +159,8 @@ def test_finetune_trains_writes_and_the_output_checks_and_probes(tmp_path):
     assert after["ppl"] < before["training_free"]["ppl"]  # trained on this very text
     assert weights(out)["model.embed_tokens.weight"].dtype == weights(model)["model.embed_tokens.weight"].dtype
     assert json.loads((out / "config.json").read_text())["rope_parameters"]["rope_type"] == "yarn"
+    assert {line["engine"] for line in result["launch"]} >= {"vLLM", "Ollama"}  # how to serve it, as extend says
+    assert any(f"vllm serve {out}" in line["command"] for line in result["launch"])
     check = cli("check", out, "--json")
     assert check.returncode == 0, check.stdout + check.stderr
     probe = cli("probe", out, "--lengths", "64,128", "--device", "cpu", "--json")

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ropeconv.cli.common import (COMMIT_MESSAGE_OPTION, CREATE_PR_OPTION, DEBUG_OPTION, JSON_OPTION, PRIVATE_OPTION,
-                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, push_output, run)
+                                 PUSH_TO_OPTION, REVISION_OPTION, TOKEN_OPTION, console, escape_text, one_line,
+                                 print_labelled, print_serve_commands, push_output, run, serve_lines)
 from ropeconv.cli.params import MethodOptions, with_method_options
 
 HELP = (
@@ -126,7 +127,7 @@ def render_finetune(result: dict) -> None:
     if "output" not in result:
         return
     train, ev = result["train"], result["eval"]
-    out.print(f"wrote {result['output']}", markup=False)
+    out.print(f"wrote {one_line(result['output'])}", markup=False, soft_wrap=True)
     out.print(f"trained {train['steps']} steps ({train['tokens']:,} tokens, "
               f"{train['tokens_per_second'] or 0:,.0f} tokens/s)"
               + (f", resumed from step {train['resumed_from']}" if train["resumed_from"] else ""), markup=False)
@@ -137,7 +138,8 @@ def render_finetune(result: dict) -> None:
             out.print(f"{label:>14}: ppl {summary['ppl']:.3f}, past L0 {_num(summary['ppl_beyond'])}, "
                       f"inside L0 {_num(summary['ppl_inside'])} (at {ev['length']} tokens)", markup=False)
     for w in result.get("warnings", []):
-        out.print(f"[yellow]warning:[/] {w}", markup=True, highlight=False)
+        print_labelled(out, "[yellow]warning:[/]", escape_text(w))
+    print_serve_commands(out, serve_lines(result.get("launch") or []))
     if result.get("push"):
         out.print(f"pushed: {result['push'].get('url')}")
 

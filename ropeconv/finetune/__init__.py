@@ -63,7 +63,14 @@ def run_finetune(model: str, settings: FinetuneSettings, *, report: Callable[[Pr
                 "resumed": resumed, "warnings": warnings}
     _write(plan, staging, dest, trained, document, corpus, settings)
     shutil.rmtree(staging.root, ignore_errors=True)
-    return {"output": str(dest), "source": str(plan.source_folder), **document}
+    return {"output": str(dest), "source": str(plan.source_folder), **document, "launch": _serve_lines(dest)}
+
+
+def _serve_lines(dest: Path) -> list[dict]:
+    """How to serve the output, per engine, as `check` (and `extend`) say it for the written config."""
+    from ropeconv.check import run_check
+
+    return run_check(str(dest))["launch"]
 
 
 def _distributed(device: str):
