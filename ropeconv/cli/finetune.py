@@ -99,7 +99,7 @@ class _progress:
         self.bar = None
 
     def __enter__(self):
-        if not self.enabled:
+        if not self.enabled or not console(stderr=True).is_terminal:  # off a terminal rich leaves an empty line
             return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
