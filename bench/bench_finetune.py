@@ -60,8 +60,6 @@ def train(model: Path, out: Path, args, *, skips: bool, steps: int | None, minut
 
 
 def short_ppl(folder: Path, device: str, L0: int) -> float:
-    import torch
-
     from ropeconv.finetune.evaluate import eval_text, measure_folder
     from ropeconv.probe import load_tokenizer
     from ropeconv.probe.measure import pick_dtype

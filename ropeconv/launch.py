@@ -206,7 +206,7 @@ def launch_lines(c: Conversion, model: str = "MODEL", source: str = "MODEL") -> 
     """Every serve line (needed or not) and every runtime override for a conversion written to `model`
     (a Hugging Face folder or repo id) from `source` (the unscaled model, where llama.cpp needs it)."""
     return [*_vllm(c, model), *_sglang(c, model), *_llamacpp(c, model, source),
-            *_ollama(c.served_context, gguf_beside(model), f"the GGUF the llama.cpp line writes; "),
+            *_ollama(c.served_context, gguf_beside(model), "the GGUF the llama.cpp line writes; "),
             *_overrides(c, source)]
 
 

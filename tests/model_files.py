@@ -78,3 +78,21 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def debris(parent: Path) -> list[str]:
     """Temporary or leftover names ropeconv may create beside an output."""
     return sorted(p.name for p in parent.iterdir() if ".ropeconv-tmp" in p.name or ".ropeconv-old" in p.name)
+
+
+def write_gguf_file(path: Path, arch: str = "llama", kv: dict | None = None) -> Path:
+    """A one-block GGUF written with the gguf package's own writer: `kv` maps each key to
+    (GGUFValueType, value[, sub_type]), written in order; the file holds one small embedding tensor."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, arch)
+    writer.add_block_count(1)
+    for key, (vtype, value, *sub) in (kv or {}).items():
+        writer.add_key_value(key, value, vtype, sub_type=sub[0] if sub else None)
+    writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from model_files import CONFIG, debris, snapshot, write_model
+from model_files import CONFIG, debris, snapshot, write_gguf_file, write_model
 from ropeconv.cli import app
 
 SENTINEL = b"SENTINEL-PROPERTY-3c9e: never read"
@@ -318,20 +318,11 @@ def gguf_metadata(draw):
 @given(kv=gguf_metadata(), method=st.sampled_from(["yarn", "linear", "ntk"]),
        original=mostly(st.sampled_from([None, "2048"]), st.sampled_from(["5000000000", "0", "nan", "1e30"])))
 def test_gguf_metadata(kv, method, original):
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
+    pytest.importorskip("gguf")
 
     with Work() as work:
         src = work / "m.gguf"
-        writer = gguf.GGUFWriter(src, "llama")
-        writer.add_block_count(1)
-        for key, (vtype, value) in kv.items():
-            writer.add_key_value(key, value, vtype)
-        writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        write_gguf_file(src, "llama", kv)
         before, dest = src.read_bytes(), work / "out.gguf"
         extra = ["--original-context", original] if original else []
         rc, err = run("extend", src, "-m", method, "-f", "4", "-o", dest, *extra)
@@ -439,13 +430,11 @@ def test_hostile_text_in_configs(field, text):
 def test_hostile_text_in_gguf_keys(key, text, huge):
     """A hostile string (or a huge array of the wrong type) in a GGUF key, through inspect, check and extend."""
     gguf = pytest.importorskip("gguf")
-    import numpy as np
 
     T = gguf.GGUFValueType
     with Work() as work:
         src = work / "m.gguf"
         arch = text if key == "general.architecture" and text else "llama"
-        writer = gguf.GGUFWriter(src, arch)
         values = {"llama.context_length": (T.UINT32, 4096), "llama.embedding_length": (T.UINT32, 64),
                   "llama.attention.head_count": (T.UINT32, 4), "llama.rope.dimension_count": (T.UINT32, 16),
                   "llama.rope.freq_base": (T.FLOAT32, 10000.0), "llama.rope.scaling.type": (T.STRING, "yarn"),
@@ -453,14 +442,7 @@ def test_hostile_text_in_gguf_keys(key, text, huge):
                   "llama.rope.scaling.original_context_length": (T.UINT32, 2048)}
         if key != "general.architecture":
             values[key] = (T.ARRAY, [7] * 1000, T.INT32) if huge else (T.STRING, text)
-        writer.add_block_count(1)
-        for name, (vtype, value, *sub) in values.items():
-            writer.add_key_value(name.replace("llama.", f"{arch}.", 1), value, vtype, sub_type=sub[0] if sub else None)
-        writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
+        write_gguf_file(src, arch, {name.replace("llama.", f"{arch}.", 1): spec for name, spec in values.items()})
         before, dest = src.read_bytes(), work / "out.gguf"
         for args, allowed in ((["inspect", src], (0, 2)), (["check", src], (0, 1, 2)),
                               (["extend", src, "-m", "yarn", "-f", "4", "-o", dest], (0, 2))):
@@ -480,19 +462,13 @@ def test_hostile_output_paths(name, gguf_source):
     with Work() as work:
         if gguf_source:
             gguf = pytest.importorskip("gguf")
-            import numpy as np
 
             src = work / "m.gguf"
-            writer = gguf.GGUFWriter(src, "llama")
-            for add, value in ((writer.add_context_length, 4096), (writer.add_embedding_length, 64),
-                               (writer.add_block_count, 1), (writer.add_head_count, 4),
-                               (writer.add_rope_dimension_count, 16)):
-                add(value)
-            writer.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
-            writer.write_header_to_file()
-            writer.write_kv_data_to_file()
-            writer.write_tensors_to_file()
-            writer.close()
+            T = gguf.GGUFValueType
+            write_gguf_file(src, "llama", {"llama.context_length": (T.UINT32, 4096),
+                                           "llama.embedding_length": (T.UINT32, 64),
+                                           "llama.attention.head_count": (T.UINT32, 4),
+                                           "llama.rope.dimension_count": (T.UINT32, 16)})
             before = {"m.gguf": src.read_bytes()}
             dest = work / "outs" / (name + ".gguf")
         else:

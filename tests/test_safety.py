@@ -314,26 +314,13 @@ gguf = pytest.importorskip("gguf")
 
 
 def small_gguf(path: Path, *, theta=10000.0, head_count=4, kv=None) -> Path:
-    import numpy as np
+    from model_files import write_gguf_file
 
-    w = gguf.GGUFWriter(path, "llama")
-    w.add_context_length(4096)
-    w.add_embedding_length(64)
-    w.add_block_count(1)
-    if isinstance(head_count, str):
-        w.add_key_value("llama.attention.head_count", head_count, gguf.GGUFValueType.STRING)
-    else:
-        w.add_head_count(head_count)
-    w.add_key_value("llama.rope.freq_base", theta, gguf.GGUFValueType.FLOAT32)
-    w.add_rope_dimension_count(16)
-    for key, (vtype, value) in (kv or {}).items():
-        w.add_key_value(key, value, vtype)
-    w.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    T = gguf.GGUFValueType
+    return write_gguf_file(path, "llama", {
+        "llama.context_length": (T.UINT32, 4096), "llama.embedding_length": (T.UINT32, 64),
+        "llama.attention.head_count": (T.STRING, head_count) if isinstance(head_count, str) else (T.UINT32, head_count),
+        "llama.rope.freq_base": (T.FLOAT32, theta), "llama.rope.dimension_count": (T.UINT32, 16), **(kv or {})})
 
 
 @pytest.mark.parametrize("kwargs", [{"theta": math.inf}, {"theta": math.nan}, {"head_count": "four"}])

@@ -43,26 +43,15 @@ def no_forged_line(text: str, real_errors: int = 0) -> None:
 
 
 def write_gguf(path: Path, arch: str = "llama", kv: dict | None = None, ctx: int | None = 4096) -> Path:
-    import numpy as np
+    from model_files import write_gguf_file
 
     T = gguf.GGUFValueType
-    w = gguf.GGUFWriter(path, arch)
-    if ctx is not None:
-        w.add_context_length(ctx)
-    w.add_embedding_length(64)
-    w.add_block_count(1)
-    w.add_head_count(4)
-    w.add_rope_freq_base(10000.0)
-    w.add_rope_dimension_count(16)
+    keys = {f"{arch}.context_length": (T.UINT32, ctx)} if ctx is not None else {}
+    keys.update({f"{arch}.embedding_length": (T.UINT32, 64), f"{arch}.attention.head_count": (T.UINT32, 4),
+                 f"{arch}.rope.freq_base": (T.FLOAT32, 10000.0), f"{arch}.rope.dimension_count": (T.UINT32, 16)})
     for key, (vtype, value, *sub) in (kv or {}).items():
-        w.add_key_value(key.replace("{arch}", arch), value, getattr(T, vtype),
-                        sub_type=getattr(T, sub[0]) if sub else None)
-    w.add_tensor("token_embd.weight", np.arange(3 * 64, dtype=np.float32).reshape(3, 64))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+        keys[key.replace("{arch}", arch)] = (getattr(T, vtype), value, *(getattr(T, s) for s in sub))
+    return write_gguf_file(path, arch, keys)
 
 
 # -- 1. hostile text from a model's files -----------------------------------------------------------------
@@ -179,6 +168,8 @@ def test_check_on_a_gguf_shows_its_engines_and_serve_lines(tmp_path):
     rc, out, err = cli("check", src, "--json")
     data = json.loads(out)
     assert [row["name"] for row in data["engines"]] == ["llama.cpp", "Ollama"]
+    # neither engine's runtime runs in the default suite: the rows say so, as check does for TGI and exllama
+    assert {row["inv_freq"] for row in data["engines"]} == {"as intended (read, not run)"}
     assert {line["engine"] for line in data["launch"]} == {"llama.cpp", "Ollama"}
     assert f"llama-server -m {src} -c 4096" in [line["command"] for line in data["launch"]]
     rc, out, err = cli("check", src)

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from ropeconv.check.findings import Finding
+from ropeconv import engines as eng
 from ropeconv.launch import gguf_launch_lines
 
 
@@ -32,8 +33,9 @@ def check_gguf(path: Path) -> dict:
 def _gguf_engines(served: int | None, rope_type: str | None) -> list[dict]:
     """The engines that read a GGUF file itself (engine-table rows as `check` prints them): llama.cpp
     serves what the file says; Ollama runs llama.cpp at its own default num_ctx."""
-    row = {"rope_type": rope_type, "inv_freq": "as intended", "attention_factor": "as intended",
-           "run_by_suite": False}
+    # the default suite does not run llama.cpp's loader (it is behind the llamacpp marker), nor Ollama
+    intended = "as intended" + eng.NOT_RUN
+    row = {"rope_type": rope_type, "inv_freq": intended, "attention_factor": intended, "run_by_suite": False}
     return [{**row, "engine": "llamacpp", "name": "llama.cpp", "context": served,
              "notes": ["llama-server's default -c 0 serves the file's context_length"]},
             {**row, "engine": "ollama", "name": "Ollama", "context": None,
